@@ -1,0 +1,33 @@
+/**
+ * Regenerates the tables in docs/ that derive from code (error codes, option tables) between
+ * `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` markers. Unit tests fail when a committed
+ * page differs from what this script would write, so run `npm run docs` after changing a schema.
+ */
+import { readFile, writeFile } from 'node:fs/promises'
+import { errorCodes } from '../src/errors/codes.ts'
+
+export function errorsTable(): string {
+  const rows = Object.entries(errorCodes).map(([code, meaning]) => `| \`${code}\` | ${meaning} |`)
+  return ['| Code | Meaning |', '| --- | --- |', ...rows].join('\n')
+}
+
+export const generated: Record<string, { file: string; render: () => string }> = {
+  errors: { file: 'docs/errors.md', render: errorsTable }
+}
+
+export function replaceSection(text: string, name: string, body: string): string {
+  const start = `<!-- generated:${name} -->`
+  const end = `<!-- /generated:${name} -->`
+  const from = text.indexOf(start)
+  const to = text.indexOf(end)
+  if (from < 0 || to < from) throw new Error(`markers for ${name} are missing`)
+  return `${text.slice(0, from + start.length)}\n${body}\n${text.slice(to)}`
+}
+
+if (import.meta.main) {
+  for (const [name, { file, render }] of Object.entries(generated)) {
+    const text = await readFile(file, 'utf8')
+    await writeFile(file, replaceSection(text, name, render()))
+    process.stdout.write(`updated ${file} (${name})\n`)
+  }
+}

@@ -1,0 +1,13 @@
+/**
+ * Kafkit: reliable Kafka pipelines and event-driven services for Node.js, on @platformatic/kafka.
+ * Integrations live behind their own subpath exports (`kafkit/testing`, ...); this entry point never
+ * imports one of them.
+ */
+export {
+  KafkitError,
+  ConfigError,
+  LocalKafkaError,
+  isKafkitError,
+  type KafkitErrorOptions
+} from './errors/kafkit-error.ts'
+export { errorCodes, type ErrorCode } from './errors/codes.ts'

@@ -1,0 +1,43 @@
+/**
+ * Reads a topic back from the beginning with a throwaway group until `expected` records have arrived,
+ * then `quietMs` longer to catch extras (duplicates); stops at the deadline when fewer arrive, and the
+ * caller's assertion then says so.
+ */
+import { Consumer, MessagesStreamModes, type Message } from '@platformatic/kafka'
+import { uniqueName } from '../../src/testing/topics.ts'
+
+export type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>
+
+export async function readTopic(
+  bootstrapBrokers: string[],
+  topic: string,
+  expected: number,
+  options: { timeoutMs?: number; readCommitted?: boolean; quietMs?: number } = {}
+): Promise<RawMessage[]> {
+  const consumer = new Consumer({
+    clientId: 'kafkit-test-reader',
+    groupId: uniqueName('reader'),
+    bootstrapBrokers,
+    maxWaitTime: 200,
+    isolationLevel: options.readCommitted ? 1 : 0
+  })
+  const messages: RawMessage[] = []
+  const deadline = Date.now() + (options.timeoutMs ?? 60_000)
+  const quietMs = options.quietMs ?? 0
+  try {
+    const stream = await consumer.consume({ topics: [topic], mode: MessagesStreamModes.EARLIEST, autocommit: false })
+    let reachedAt = 0
+    stream.on('data', (message: RawMessage) => {
+      messages.push(message)
+      if (messages.length >= expected && reachedAt === 0) reachedAt = Date.now()
+    })
+    while (Date.now() < deadline && (reachedAt === 0 || Date.now() - reachedAt < quietMs)) {
+      if (expected === 0 && reachedAt === 0) reachedAt = Date.now()
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    await stream.close()
+  } finally {
+    await consumer.close(true)
+  }
+  return messages
+}
