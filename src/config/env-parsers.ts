@@ -1,0 +1,56 @@
+/**
+ * Parsers for environment values as seed 004 writes them: `10ms`, `1s`, `10MB`, `-1`, `true`,
+ * `broker1:9092,broker2:9092`. Each throws an Error that says what form was expected.
+ */
+import type { EnvBinding } from './define-options.ts'
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+const SIZE_UNITS: Record<string, number> = {
+  b: 1,
+  kb: 1024,
+  kib: 1024,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3
+}
+
+/** `250`, `250ms`, `1.5s`, `5m`, `1h` → milliseconds. A bare number is milliseconds. */
+export function parseDurationMs(raw: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(raw)
+  if (!match?.[1]) throw new Error('expected a duration such as 250, 250ms, 1s, 5m or 1h')
+  return Math.round(Number(match[1]) * (DURATION_UNITS[(match[2] ?? 'ms').toLowerCase()] ?? 1))
+}
+
+/** `1048576`, `512KB`, `10MB`, `1GiB` → bytes (binary multiples). A bare number is bytes. */
+export function parseBytes(raw: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$/i.exec(raw)
+  if (!match?.[1]) throw new Error('expected a size such as 1048576, 512KB or 10MB')
+  return Math.round(Number(match[1]) * (SIZE_UNITS[(match[2] ?? 'b').toLowerCase()] ?? 1))
+}
+
+export function parseInteger(raw: string): number {
+  if (!/^\s*-?\d+\s*$/.test(raw)) throw new Error('expected a whole number')
+  return Number(raw)
+}
+
+export function parseBoolean(raw: string): boolean {
+  const value = raw.trim().toLowerCase()
+  if (['true', '1', 'yes', 'on'].includes(value)) return true
+  if (['false', '0', 'no', 'off'].includes(value)) return false
+  throw new Error('expected true or false')
+}
+
+export function parseList(raw: string): string[] {
+  return raw
+    .split(',')
+    .map(s => s.trim())
+    .filter(Boolean)
+}
+
+export const envString = (name: string): EnvBinding => ({ name, parse: raw => raw })
+export const envInteger = (name: string): EnvBinding => ({ name, parse: parseInteger })
+export const envBoolean = (name: string): EnvBinding => ({ name, parse: parseBoolean })
+export const envDuration = (name: string): EnvBinding => ({ name, parse: parseDurationMs })
+export const envBytes = (name: string): EnvBinding => ({ name, parse: parseBytes })
+export const envList = (name: string): EnvBinding => ({ name, parse: parseList })
