@@ -150,9 +150,9 @@ export function defineOptions<S extends z.ZodObject>(definition: DefineOptions<S
           { details: { component: definition.component, profile: profileName } }
         )
       }
-      fromProfile = profile as Record<string, unknown>
+      fromProfile = profile
     }
-    const merged = deepMerge(fromProfile, fromEnv, input as Record<string, unknown>)
+    const merged = deepMerge(fromProfile, fromEnv, input)
     const result = definition.schema.safeParse(merged)
     if (!result.success) {
       const issue = result.error.issues[0]

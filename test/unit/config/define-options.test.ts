@@ -26,7 +26,7 @@ function configError(fn: () => unknown): Error & { code: string; details: Record
   } catch (error) {
     assert.ok(isKafkitError(error))
     assert.equal(error.code, 'KAFKIT_CONFIG_INVALID')
-    return error as Error & { code: string; details: Record<string, unknown> }
+    return error
   }
   assert.fail('expected a ConfigError')
 }
