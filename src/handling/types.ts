@@ -1,0 +1,47 @@
+/**
+ * The contract between the consumer runtime (which fetches, orders, commits) and message handling
+ * (routing, middleware, error kinds, dead-lettering). A handler resolves when the message is done;
+ * it steers failures by throwing (see src/handling/errors.ts once present: transient, permanent,
+ * business).
+ */
+import type { StandardHeaders } from '../message/headers.ts'
+
+export interface ConsumedMessage<V = unknown, K = string | null> {
+  topic: string
+  partition: number
+  offset: bigint
+  /** Broker or producer timestamp of the record. */
+  timestamp: Date
+  /** The key decoded as UTF-8, or null. */
+  key: K
+  /** The value after deserialization. */
+  value: V
+  /** Raw record headers, as on the wire. */
+  headers: ReadonlyMap<string, Buffer>
+  /** Seed 004's standard headers, typed. */
+  meta: StandardHeaders
+  /** The undecoded key and value, kept for dead-lettering. */
+  raw: { key: Buffer | null; value: Buffer | null }
+}
+
+export interface HandlerContext {
+  /** Aborted when the worker stops or the partition is revoked; long handlers should honour it. */
+  signal: AbortSignal
+  /** The consumer group this worker belongs to. */
+  groupId: string
+  /** 1 on the first attempt of this message in this process, then 2, 3, ... for in-place retries. */
+  attempt: number
+}
+
+export type MessageHandler<V = unknown> = (message: ConsumedMessage<V>, context: HandlerContext) => Promise<void>
+
+/** A batch handler gets consecutive messages of one partition; throwing fails the whole batch. */
+export type BatchHandler<V = unknown> = (messages: ConsumedMessage<V>[], context: HandlerContext) => Promise<void>
+
+/** Middleware wraps a handler (undici `compose`, watermill router): `(next) => handler`. */
+export type Middleware<V = unknown> = (next: MessageHandler<V>) => MessageHandler<V>
+
+/** Composes middleware once; the first in the list is the outermost. */
+export function compose<V>(handler: MessageHandler<V>, middleware: readonly Middleware<V>[]): MessageHandler<V> {
+  return middleware.reduceRight<MessageHandler<V>>((next, wrap) => wrap(next), handler)
+}
