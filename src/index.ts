@@ -11,3 +11,14 @@ export {
   type KafkitErrorOptions
 } from './errors/kafkit-error.ts'
 export { errorCodes, type ErrorCode } from './errors/codes.ts'
+export { checkTopicName, type TopicNameCheck } from './topology/topic-naming.ts'
+export {
+  planTopics,
+  applyTopicPlan,
+  ensureTopics,
+  TopicConflictError,
+  type TopicSpec,
+  type TopicPlan,
+  type TopicPlanEntry,
+  type TopicChange
+} from './topology/topic-plan.ts'

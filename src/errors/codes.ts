@@ -11,6 +11,8 @@ export const errorCodes = {
   KAFKIT_LOCAL_KAFKA_DOWNLOAD_FAILED: 'Assembling Apache Kafka from Maven Central failed (network, proxy or disk).',
   KAFKIT_LOCAL_KAFKA_PORT_TAKEN: 'A port the local Kafka needs is already used by another process.',
   KAFKIT_LOCAL_KAFKA_START_FAILED: 'A local Kafka node exited or did not become ready in time; its log file says why.',
+  KAFKIT_TOPIC_CONFLICT:
+    'A topic exists in a form its spec cannot be applied to (fewer partitions, other replication factor, illegal name).',
   KAFKIT_LOCAL_KAFKA_NOT_RUNNING: 'An operation needs a running local Kafka node and there is none.'
 } as const
 
