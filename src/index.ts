@@ -22,3 +22,10 @@ export {
   type TopicPlanEntry,
   type TopicChange
 } from './topology/topic-plan.ts'
+export {
+  readTopicSnapshot,
+  snapshotRanges,
+  type TopicSnapshotOptions,
+  type PartitionRange,
+  type RawRecord
+} from './operations/topic-snapshot.ts'

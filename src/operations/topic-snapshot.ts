@@ -1,0 +1,91 @@
+/**
+ * Reads a topic as it stands now: from each partition's start (or a given offset) up to the end offsets
+ * seen when the read began, then stops. Operations tooling (DLQ list/show/replay, tail) uses it: records
+ * produced after the call are not waited for, so a read always ends. It consumes with a throwaway group
+ * (MANUAL offsets, no commits) and deletes that group afterwards.
+ */
+import { randomBytes } from 'node:crypto'
+import { Admin, Consumer, MessagesStreamModes, type BaseOptions, type Message } from '@platformatic/kafka'
+
+export type RawRecord = Message<Buffer, Buffer, Buffer, Buffer>
+
+export interface TopicSnapshotOptions {
+  /** Client options (brokers, SASL, TLS) as for any @platformatic/kafka client. */
+  client: Omit<BaseOptions, 'clientId'> & { clientId?: string }
+  topic: string
+  /** First offset to read per partition; partitions not listed start at their earliest offset. */
+  from?: ReadonlyMap<number, bigint>
+  /** Only these partitions. Default: all. */
+  partitions?: readonly number[]
+  signal?: AbortSignal
+}
+
+export interface PartitionRange {
+  partition: number
+  start: bigint
+  /** Exclusive: the partition's end offset when the snapshot began. */
+  end: bigint
+}
+
+/** The offsets a snapshot would cover, without reading records. */
+export async function snapshotRanges(options: TopicSnapshotOptions): Promise<PartitionRange[]> {
+  const admin = new Admin({ clientId: 'kafkit-snapshot', ...options.client })
+  try {
+    const metadata = await admin.metadata({ topics: [options.topic] })
+    const count = metadata.topics.get(options.topic)?.partitionsCount ?? 0
+    const partitions = options.partitions ?? Array.from({ length: count }, (_, i) => i)
+    const query = async (timestamp: bigint) =>
+      new Map(
+        (
+          await admin.listOffsets({
+            topics: [
+              { name: options.topic, partitions: partitions.map(partitionIndex => ({ partitionIndex, timestamp })) }
+            ]
+          })
+        )[0]?.partitions.map(p => [p.partitionIndex, p.offset] as const) ?? []
+      )
+    const [earliest, latest] = await Promise.all([query(-2n), query(-1n)])
+    return partitions.map(partition => {
+      const low = earliest.get(partition) ?? 0n
+      const requested = options.from?.get(partition)
+      const start = requested === undefined || requested < low ? low : requested
+      return { partition, start, end: latest.get(partition) ?? 0n }
+    })
+  } finally {
+    await admin.close()
+  }
+}
+
+/** Yields every record of the snapshot, partition by partition order of arrival (offsets ascending per partition). */
+export async function* readTopicSnapshot(options: TopicSnapshotOptions): AsyncGenerator<RawRecord> {
+  const ranges = (await snapshotRanges(options)).filter(r => r.start < r.end)
+  if (ranges.length === 0) return
+  const groupId = `kafkit-snapshot-${randomBytes(6).toString('hex')}`
+  const consumer = new Consumer({ clientId: 'kafkit-snapshot', ...options.client, groupId, maxWaitTime: 100 })
+  const remaining = new Map(ranges.map(r => [r.partition, r] as const))
+  try {
+    const stream = await consumer.consume({
+      topics: [options.topic],
+      mode: MessagesStreamModes.MANUAL,
+      offsets: ranges.map(r => ({ topic: options.topic, partition: r.partition, offset: r.start })),
+      autocommit: false
+    })
+    try {
+      for await (const record of stream as AsyncIterable<RawRecord>) {
+        options.signal?.throwIfAborted()
+        const range = remaining.get(record.partition)
+        if (!range || record.offset >= range.end) continue
+        yield record
+        if (record.offset >= range.end - 1n) remaining.delete(record.partition)
+        if (remaining.size === 0) break
+      }
+    } finally {
+      await stream.close()
+    }
+  } finally {
+    await consumer.close(true)
+    const admin = new Admin({ clientId: 'kafkit-snapshot', ...options.client })
+    await admin.deleteGroups({ groups: [groupId] }).catch(() => undefined)
+    await admin.close()
+  }
+}

@@ -1,0 +1,58 @@
+/** A snapshot read ends at the offsets seen when it began, even while producers keep writing. */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { Producer, stringSerializers } from '@platformatic/kafka'
+import { readTopicSnapshot, snapshotRanges } from '../../../src/operations/topic-snapshot.ts'
+import { createTestTopic } from '../../../src/testing/topics.ts'
+import { bootstrapServers } from '../../helpers/env.ts'
+
+test('reads exactly the records present at the start, from a given offset per partition', async t => {
+  const brokers = bootstrapServers()
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 3 })
+  t.after(drop)
+  const producer = new Producer({
+    clientId: 'snapshot-test',
+    bootstrapBrokers: brokers,
+    serializers: stringSerializers
+  })
+  t.after(() => producer.close())
+  await producer.send({
+    messages: Array.from({ length: 300 }, (_, i) => ({ topic, partition: i % 3, key: `k${i}`, value: String(i) }))
+  })
+
+  const ranges = await snapshotRanges({ client: { bootstrapBrokers: brokers }, topic })
+  assert.deepEqual(
+    ranges.map(r => [r.partition, r.start, r.end]),
+    [
+      [0, 0n, 100n],
+      [1, 0n, 100n],
+      [2, 0n, 100n]
+    ]
+  )
+
+  const seen: string[] = []
+  let producedDuring = false
+  for await (const record of readTopicSnapshot({
+    client: { bootstrapBrokers: brokers },
+    topic,
+    from: new Map([[1, 90n]])
+  })) {
+    if (!producedDuring) {
+      producedDuring = true
+      await producer.send({ messages: [{ topic, partition: 0, key: 'late', value: 'late' }] })
+    }
+    seen.push(record.value.toString())
+  }
+  assert.equal(seen.length, 100 + 10 + 100, 'partition 1 from offset 90, the others whole, nothing later')
+  assert.ok(!seen.includes('late'), 'a record produced during the read is not part of the snapshot')
+  assert.equal(new Set(seen).size, seen.length)
+})
+
+test('an empty topic yields nothing and returns at once', async t => {
+  const brokers = bootstrapServers()
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 2 })
+  t.after(drop)
+  const records = []
+  for await (const record of readTopicSnapshot({ client: { bootstrapBrokers: brokers }, topic })) records.push(record)
+  assert.equal(records.length, 0)
+})
