@@ -75,6 +75,14 @@ export class CircuitBreaker extends EventEmitter<{ state: [BreakerStateChange] }
     if (this.#state !== 'closed') this.#transition('closed')
   }
 
+  /**
+   * Ends a half-open probe without a verdict (the probe was cancelled, or its outcome says nothing about
+   * the downstream): the state stays as it is and the next caller may probe. No-op otherwise.
+   */
+  release(): void {
+    this.#probing = false
+  }
+
   failure(error?: unknown): void {
     this.#failures++
     this.#probing = false

@@ -1,0 +1,362 @@
+/**
+ * The failure policy the consumer runtime runs every message (or batch) through. It calls the handler,
+ * classifies a failure into an error kind, retries transient failures in place with exponential
+ * backoff and jitter, honours the consumer circuit breaker, and returns an outcome saying what the
+ * runtime must do next; it never commits or produces anything itself:
+ *
+ * - `done`: processed; the offset may be committed.
+ * - `business`: refused by a business rule (BusinessError); already logged; commit, do not retry or
+ *   dead-letter.
+ * - `dead-letter`: permanent failure, or transient retries exhausted; write the dead-letter record
+ *   (DeadLetterWriter), and commit only once the write is acknowledged.
+ * - `aborted`: the context's signal aborted (stop, revoke) before a verdict; neither commit nor
+ *   dead-letter: the message is redelivered to whoever owns the partition next.
+ *
+ * While a consumer circuit breaker is open, a transient failure does not count towards dead-lettering:
+ * the message waits for the breaker (so an outage never floods the DLQ) and is retried as a probe or
+ * once the breaker closes. A message that keeps failing transiently while nothing else succeeds is
+ * indistinguishable from an outage and stays unfinished; throw PermanentError for failures that are
+ * about the message.
+ *
+ * Batches: the whole batch is retried in place like one message. If it still fails (or fails
+ * permanently) then with `batchFailure: 'split'` (the default) each message is run alone, in order,
+ * through the batch handler and gets its own outcome (`split`), so only the bad messages are
+ * dead-lettered; with `batchFailure: 'dead-letter'` the outcome is `dead-letter` for every message.
+ */
+import { ConfigError } from '../errors/kafkit-error.ts'
+import { backoffDelay, sleep, type BackoffOptions } from '../resilience/backoff.ts'
+import type { ConsumerCircuitBreaker, BreakerPermit } from './consumer-breaker.ts'
+import { positionOf, publishHandlerEvent } from './diagnostics.ts'
+import { classifyError, DeserializationError, explicitKind, type ErrorKind } from './errors.ts'
+import { defaultLogger, type HandlingLogger } from './logger.ts'
+import { handlerExecutorOptions, type HandlerExecutorOptions } from './options.ts'
+import {
+  compose,
+  type BatchHandler,
+  type ConsumedMessage,
+  type HandlerContext,
+  type MessageHandler,
+  type Middleware
+} from './types.ts'
+
+/** Why and since when a message failed; what a dead-letter record reports. */
+export interface FailureRecord {
+  /** The kind that decided the dead-lettering: permanent, or transient with retries exhausted. */
+  readonly reason: 'transient' | 'permanent'
+  readonly error: unknown
+  /** Handler attempts made (0 when the handler never ran, e.g. the record could not be deserialized). */
+  readonly attempts: number
+  readonly firstFailureAt: Date
+  readonly lastFailureAt: Date
+}
+
+export interface DeadLetterOutcome extends FailureRecord {
+  readonly kind: 'dead-letter'
+}
+
+export type HandlingOutcome =
+  | { readonly kind: 'done'; readonly attempts: number }
+  | { readonly kind: 'business'; readonly error: unknown; readonly attempts: number }
+  | DeadLetterOutcome
+  | { readonly kind: 'aborted'; readonly reason: unknown; readonly attempts: number }
+
+export type BatchOutcome =
+  | HandlingOutcome
+  /** The batch failed as a whole; `outcomes[i]` is the outcome of `messages[i]` run alone. */
+  | { readonly kind: 'split'; readonly failure: FailureRecord; readonly outcomes: readonly HandlingOutcome[] }
+
+/** What the executor passes on to the handler; the executor numbers the attempts itself. */
+export type ExecutionContext = Omit<HandlerContext, 'attempt'>
+
+export interface HandlerExecutorInit<V = unknown> extends HandlerExecutorOptions {
+  /** The per-message handler (an EventRouter's `handler()` fits). */
+  handler?: MessageHandler<V>
+  /** Composed around `handler` once, the first outermost. */
+  middleware?: readonly Middleware<V>[]
+  /** The batch handler for `executeBatch`. */
+  batchHandler?: BatchHandler<V>
+  /**
+   * Overrides the classification of a failure; return undefined to fall back to the default rules
+   * (explicit kinds, network codes, seed 004's message lists, unknown → transient).
+   */
+  classify?: (error: unknown) => ErrorKind | undefined
+  breaker?: ConsumerCircuitBreaker
+  logger?: HandlingLogger
+  /** Clock and randomness for tests. */
+  now?: () => number
+  random?: () => number
+}
+
+const DONE_FIRST_TRY: HandlingOutcome = Object.freeze({ kind: 'done', attempts: 1 })
+
+function describe(error: unknown): { code?: unknown; name?: unknown; message: string } {
+  if (error instanceof Error) {
+    return { code: (error as { code?: unknown }).code, name: error.name, message: error.message }
+  }
+  return { message: String(error) }
+}
+
+/** The dead-letter outcome of a record that could not be deserialized (the handler never ran). */
+export function undeserializableOutcome(error: unknown, now: number = Date.now()): DeadLetterOutcome {
+  const wrapped =
+    error instanceof DeserializationError || explicitKind(error) === 'permanent'
+      ? error
+      : new DeserializationError(`deserialization failed: ${describe(error).message}`, { cause: error })
+  return {
+    kind: 'dead-letter',
+    reason: 'permanent',
+    error: wrapped,
+    attempts: 0,
+    firstFailureAt: new Date(now),
+    lastFailureAt: new Date(now)
+  }
+}
+
+export class HandlerExecutor<V = unknown> {
+  readonly #handler: MessageHandler<V> | undefined
+  readonly #batchHandler: BatchHandler<V> | undefined
+  readonly #classify: (error: unknown) => ErrorKind
+  readonly #breaker: ConsumerCircuitBreaker | undefined
+  readonly #logger: HandlingLogger
+  readonly #now: () => number
+  readonly #maxRetries: number
+  readonly #backoff: BackoffOptions
+  readonly #batchFailure: 'split' | 'dead-letter'
+
+  constructor(init: HandlerExecutorInit<V>) {
+    const { handler, middleware, batchHandler, classify, breaker, logger, now, random, ...options } = init
+    const config = handlerExecutorOptions.resolve(options)
+    if (!handler && !batchHandler) {
+      throw new ConfigError('handler executor: give `handler` (per message) or `batchHandler` (or both)', {
+        details: { component: 'handler executor', key: 'handler' }
+      })
+    }
+    this.#handler = handler && (middleware?.length ? compose(handler, middleware) : handler)
+    this.#batchHandler = batchHandler
+    this.#classify = classify ? error => classify(error) ?? classifyError(error) : classifyError
+    this.#breaker = breaker
+    this.#logger = logger ?? defaultLogger()
+    this.#now = now ?? Date.now
+    this.#maxRetries = config.maxRetries
+    this.#backoff = { ...config.retryBackoff, ...(random ? { random } : {}) }
+    this.#batchFailure = config.batchFailure
+  }
+
+  /** Runs one message to a verdict. Never rejects. */
+  async execute(message: ConsumedMessage<V>, context: ExecutionContext): Promise<HandlingOutcome> {
+    const handler = this.#handler
+    if (!handler) throw new ConfigError('handler executor: execute() needs `handler`')
+    return this.#attempts(message, 1, context, attempt => handler(message, { ...context, attempt }))
+  }
+
+  /** Runs consecutive messages of one partition through the batch handler. Never rejects. */
+  async executeBatch(messages: readonly ConsumedMessage<V>[], context: ExecutionContext): Promise<BatchOutcome> {
+    const batchHandler = this.#batchHandler
+    if (!batchHandler) throw new ConfigError('handler executor: executeBatch() needs `batchHandler`')
+    const first = messages[0]
+    if (!first) return DONE_FIRST_TRY
+    const batch = [...messages]
+    const split = this.#batchFailure === 'split' && batch.length > 1
+    const outcome = await this.#attempts(
+      first,
+      batch.length,
+      context,
+      attempt => batchHandler(batch, { ...context, attempt }),
+      split
+    )
+    if (outcome.kind !== 'dead-letter' || !split) return outcome
+    const { kind: _kind, ...failure } = outcome
+    const outcomes: HandlingOutcome[] = []
+    for (const message of batch) {
+      const single = await this.#attempts(message, 1, context, attempt =>
+        batchHandler([message], { ...context, attempt })
+      )
+      // The DLQ record of a message should count every attempt it went through, batch ones included.
+      outcomes.push(
+        single.kind === 'dead-letter'
+          ? { ...single, attempts: failure.attempts + single.attempts, firstFailureAt: failure.firstFailureAt }
+          : single
+      )
+    }
+    publishHandlerEvent(() => ({
+      type: 'outcome',
+      ...positionOf(first, context.groupId),
+      outcome: 'split',
+      count: batch.length,
+      attempts: failure.attempts,
+      reason: failure.reason,
+      error: failure.error
+    }))
+    return { kind: 'split', failure, outcomes }
+  }
+
+  /** The verdict for a record that could not be deserialized: dead-letter at once, raw bytes kept. */
+  rejectUndeserializable(
+    message: ConsumedMessage<unknown>,
+    error: unknown,
+    context: ExecutionContext
+  ): DeadLetterOutcome {
+    const outcome = undeserializableOutcome(error, this.#now())
+    this.#report(message, 1, context, outcome)
+    return outcome
+  }
+
+  async #attempts(
+    message: ConsumedMessage<V>,
+    count: number,
+    context: ExecutionContext,
+    run: (attempt: number) => Promise<void>,
+    /** A failed batch about to be split: its messages report their own outcomes. */
+    splitting = false
+  ): Promise<HandlingOutcome> {
+    const { signal } = context
+    const breaker = this.#breaker
+    let firstFailureAt: Date | undefined
+    for (let attempt = 1; ; attempt++) {
+      let permit: BreakerPermit | undefined
+      if (breaker) {
+        permit = breaker.tryAcquire()
+        if (!permit) {
+          try {
+            permit = await breaker.acquire(signal)
+          } catch (reason) {
+            return this.#report(message, count, context, {
+              kind: 'aborted',
+              reason: (signal.reason as unknown) ?? reason,
+              attempts: attempt - 1
+            })
+          }
+        }
+      }
+      if (signal.aborted) {
+        if (permit) breaker?.recordNeutral(permit)
+        return this.#report(message, count, context, {
+          kind: 'aborted',
+          reason: signal.reason as unknown,
+          attempts: attempt - 1
+        })
+      }
+      try {
+        await run(attempt)
+      } catch (error) {
+        const failedAt = new Date(this.#now())
+        firstFailureAt ??= failedAt
+        if (signal.aborted) {
+          if (permit) breaker?.recordNeutral(permit)
+          return this.#report(message, count, context, {
+            kind: 'aborted',
+            reason: signal.reason as unknown,
+            attempts: attempt
+          })
+        }
+        const kind = this.#classify(error)
+        if (kind === 'business') {
+          if (permit) breaker?.recordSuccess(permit)
+          return this.#report(message, count, context, { kind: 'business', error, attempts: attempt })
+        }
+        if (kind === 'permanent') {
+          if (permit) breaker?.recordNeutral(permit)
+          const outcome: DeadLetterOutcome = {
+            kind: 'dead-letter',
+            reason: 'permanent',
+            error,
+            attempts: attempt,
+            firstFailureAt,
+            lastFailureAt: failedAt
+          }
+          return splitting ? outcome : this.#report(message, count, context, outcome)
+        }
+        if (permit) breaker?.recordFailure(permit, error)
+        if (breaker && breaker.state !== 'closed') {
+          publishHandlerEvent(() => ({ type: 'suspended', ...positionOf(message, context.groupId), attempt, error }))
+          if (attempt === 1 || permit?.probe) {
+            this.#logger.warn(
+              { ...this.#fields(message, count, context), attempt, breaker: breaker.state, err: describe(error) },
+              'consumer circuit breaker is open: the message waits for the downstream instead of being retried'
+            )
+          }
+          continue
+        }
+        if (attempt > this.#maxRetries) {
+          const outcome: DeadLetterOutcome = {
+            kind: 'dead-letter',
+            reason: 'transient',
+            error,
+            attempts: attempt,
+            firstFailureAt,
+            lastFailureAt: failedAt
+          }
+          return splitting ? outcome : this.#report(message, count, context, outcome)
+        }
+        const retryAfter = (error as { retryAfterMs?: unknown } | null)?.retryAfterMs
+        const delayMs = Math.max(
+          backoffDelay(attempt, this.#backoff),
+          typeof retryAfter === 'number' && explicitKind(error) === 'transient' ? retryAfter : 0
+        )
+        publishHandlerEvent(() => ({ type: 'retry', ...positionOf(message, context.groupId), attempt, delayMs, error }))
+        this.#logger.debug(
+          { ...this.#fields(message, count, context), attempt, delayMs, err: describe(error) },
+          'transient failure: retrying in place'
+        )
+        try {
+          await sleep(delayMs, signal)
+        } catch {
+          return this.#report(message, count, context, {
+            kind: 'aborted',
+            reason: signal.reason as unknown,
+            attempts: attempt
+          })
+        }
+        continue
+      }
+      if (permit) breaker?.recordSuccess(permit)
+      return this.#report(message, count, context, attempt === 1 ? DONE_FIRST_TRY : { kind: 'done', attempts: attempt })
+    }
+  }
+
+  #fields(message: ConsumedMessage<unknown>, count: number, context: ExecutionContext): Record<string, unknown> {
+    return {
+      groupId: context.groupId,
+      topic: message.topic,
+      partition: message.partition,
+      offset: String(message.offset),
+      ...(count > 1 ? { count } : {}),
+      eventType: message.meta.eventType,
+      eventId: message.meta.eventId
+    }
+  }
+
+  #report<O extends HandlingOutcome>(
+    message: ConsumedMessage<unknown>,
+    count: number,
+    context: ExecutionContext,
+    outcome: O
+  ): O {
+    if (outcome.kind === 'business') {
+      this.#logger.warn(
+        { ...this.#fields(message, count, context), attempts: outcome.attempts, err: describe(outcome.error) },
+        'business rule refused the message: committed without retry or dead-letter'
+      )
+    } else if (outcome.kind === 'dead-letter') {
+      this.#logger.error(
+        {
+          ...this.#fields(message, count, context),
+          reason: outcome.reason,
+          attempts: outcome.attempts,
+          err: describe(outcome.error)
+        },
+        'message failed: it goes to the dead-letter topic'
+      )
+    }
+    publishHandlerEvent(() => ({
+      type: 'outcome',
+      ...positionOf(message, context.groupId),
+      outcome: outcome.kind,
+      count,
+      attempts: outcome.attempts,
+      ...(outcome.kind === 'dead-letter' ? { reason: outcome.reason, error: outcome.error } : {}),
+      ...(outcome.kind === 'business' ? { reason: 'business' as const, error: outcome.error } : {})
+    }))
+    return outcome
+  }
+}
