@@ -1,0 +1,260 @@
+/**
+ * Dead-letter records that say why (watermill's poison queue): the original key, value and headers,
+ * byte for byte, plus `kafkit-dlq-*` headers naming where the message came from (topic, partition,
+ * offset, timestamp, consumer group) and how it failed (error kind, class, code, message, a bounded
+ * stack, attempts, first and last failure). `parseDeadLetterHeaders` reads those headers back into a
+ * typed `DeadLetterInfo` (the DLQ tooling uses it), and `originalHeaders` strips them again for replay.
+ * All header values are UTF-8 text; times are ISO 8601 in UTC; the offset is a decimal string.
+ */
+import { KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
+import type { FailureRecord } from './handler-executor.ts'
+import type { ConsumedMessage } from './types.ts'
+
+/** The headers Kafkit adds to a dead-letter record. */
+export const DeadLetterHeader = {
+  /** Format version of these headers (currently 1). */
+  version: 'kafkit-dlq-version',
+  originTopic: 'kafkit-dlq-origin-topic',
+  originPartition: 'kafkit-dlq-origin-partition',
+  originOffset: 'kafkit-dlq-origin-offset',
+  /** The original record's timestamp. */
+  originTimestamp: 'kafkit-dlq-origin-timestamp',
+  consumerGroup: 'kafkit-dlq-consumer-group',
+  /** `transient` (retries exhausted) or `permanent`. */
+  errorKind: 'kafkit-dlq-error-kind',
+  /** The error's class name, e.g. `PermanentError`, `SyntaxError`. */
+  errorClass: 'kafkit-dlq-error-class',
+  /** The Kafkit error code or Node error code, when the error has one. */
+  errorCode: 'kafkit-dlq-error-code',
+  /** The message of the error and of its causes, cut to a bound. */
+  errorMessage: 'kafkit-dlq-error-message',
+  /** The stack, cut to a bound; absent when disabled or unknown. */
+  errorStack: 'kafkit-dlq-error-stack',
+  attempts: 'kafkit-dlq-attempts',
+  firstFailureAt: 'kafkit-dlq-first-failure-at',
+  lastFailureAt: 'kafkit-dlq-last-failure-at',
+  deadLetteredAt: 'kafkit-dlq-dead-lettered-at'
+} as const
+
+export const DEAD_LETTER_HEADER_PREFIX = 'kafkit-dlq-'
+export const DEAD_LETTER_FORMAT_VERSION = 1
+
+/** A dead-letter record as read back from its headers. */
+export interface DeadLetterInfo {
+  version: number
+  originTopic: string
+  originPartition: number
+  originOffset: bigint
+  originTimestamp: Date | undefined
+  consumerGroup: string
+  errorKind: 'transient' | 'permanent'
+  errorClass: string
+  errorCode: string | undefined
+  errorMessage: string
+  errorStack: string | undefined
+  attempts: number
+  firstFailureAt: Date
+  lastFailureAt: Date
+  deadLetteredAt: Date
+}
+
+/** The record to produce to the DLQ topic. Header names are strings, values UTF-8 or original bytes. */
+export interface DeadLetterRecord {
+  topic: string
+  key: Buffer | null
+  value: Buffer | null
+  headers: Map<string, Buffer>
+}
+
+export interface DeadLetterBuildOptions {
+  topic: string
+  groupId: string
+  /** Default 1024 characters. */
+  maxErrorMessageLength?: number
+  /** Default 4096 characters; 0 leaves the stack out. */
+  maxStackLength?: number
+  /** When the record is built (default now). */
+  now?: number
+}
+
+/** A record does not carry valid Kafkit dead-letter headers. */
+export class DeadLetterRecordError extends KafkitError {
+  constructor(message: string, options: KafkitErrorOptions = {}) {
+    super('KAFKIT_DLQ_RECORD_INVALID', message, options)
+  }
+}
+
+const TRUNCATED = '… [truncated]'
+
+/** Cuts `text` to at most `max` characters, marking the cut and never splitting a surrogate pair. */
+export function truncate(text: string, max: number): string {
+  if (text.length <= max) return text
+  let end = Math.max(0, max - TRUNCATED.length)
+  const last = text.charCodeAt(end - 1)
+  if (last >= 0xd800 && last <= 0xdbff) end--
+  return text.slice(0, end) + TRUNCATED
+}
+
+function errorClassOf(error: unknown): string {
+  if (error instanceof Error) {
+    if (error.name && error.name !== 'Error') return error.name
+    return error.constructor.name || 'Error'
+  }
+  return error === null ? 'null' : typeof error
+}
+
+function errorCodeOf(error: unknown): string | undefined {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined
+  return typeof code === 'string' || typeof code === 'number' ? String(code) : undefined
+}
+
+/** A thrown non-Error (an object, a number) as text; never throws. */
+function printable(value: unknown): string {
+  try {
+    return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) ?? typeof value
+  } catch {
+    return `[unprintable ${typeof value}]`
+  }
+}
+
+/** The message of the error followed by those of its causes. */
+function errorMessageOf(error: unknown): string {
+  const parts: string[] = []
+  let current: unknown = error
+  for (let depth = 0; depth < 8 && current !== undefined && current !== null; depth++) {
+    const text = current instanceof Error ? current.message : typeof current === 'string' ? current : printable(current)
+    parts.push(depth === 0 ? text : `caused by ${errorClassOf(current)}: ${text}`)
+    current = current instanceof Error ? current.cause : undefined
+  }
+  return parts.join('; ')
+}
+
+const text = (value: string) => Buffer.from(value, 'utf8')
+
+/** Builds the DLQ record for a failed message; the original bytes are kept as they came. */
+export function buildDeadLetterRecord(
+  message: ConsumedMessage<unknown, unknown>,
+  failure: FailureRecord,
+  options: DeadLetterBuildOptions
+): DeadLetterRecord {
+  const headers = new Map<string, Buffer>()
+  for (const [name, value] of message.headers) {
+    // A replayed record that failed again: its old Kafkit headers are replaced by the new ones.
+    if (!name.startsWith(DEAD_LETTER_HEADER_PREFIX)) headers.set(name, value)
+  }
+  const set = (name: string, value: string | undefined) => {
+    if (value !== undefined) headers.set(name, text(value))
+  }
+  const { error } = failure
+  set(DeadLetterHeader.version, String(DEAD_LETTER_FORMAT_VERSION))
+  set(DeadLetterHeader.originTopic, message.topic)
+  set(DeadLetterHeader.originPartition, String(message.partition))
+  set(DeadLetterHeader.originOffset, message.offset.toString())
+  set(
+    DeadLetterHeader.originTimestamp,
+    Number.isNaN(message.timestamp.getTime()) ? undefined : message.timestamp.toISOString()
+  )
+  set(DeadLetterHeader.consumerGroup, options.groupId)
+  set(DeadLetterHeader.errorKind, failure.reason)
+  set(DeadLetterHeader.errorClass, errorClassOf(error))
+  set(DeadLetterHeader.errorCode, errorCodeOf(error))
+  set(DeadLetterHeader.errorMessage, truncate(errorMessageOf(error), options.maxErrorMessageLength ?? 1024))
+  const maxStack = options.maxStackLength ?? 4096
+  if (maxStack > 0 && error instanceof Error && error.stack) {
+    set(DeadLetterHeader.errorStack, truncate(error.stack, maxStack))
+  }
+  set(DeadLetterHeader.attempts, String(failure.attempts))
+  set(DeadLetterHeader.firstFailureAt, failure.firstFailureAt.toISOString())
+  set(DeadLetterHeader.lastFailureAt, failure.lastFailureAt.toISOString())
+  set(DeadLetterHeader.deadLetteredAt, new Date(options.now ?? Date.now()).toISOString())
+  return { topic: options.topic, key: message.raw.key, value: message.raw.value, headers }
+}
+
+type HeaderSource =
+  | ReadonlyMap<string | Buffer, string | Buffer>
+  | Map<Buffer, Buffer>
+  | Map<string, Buffer>
+  | Readonly<Record<string, string | Buffer>>
+  | Iterable<readonly [string | Buffer, string | Buffer]>
+
+/** Headers as name → UTF-8 text, whatever form the client gave them in (Buffer or string names). */
+function headerTexts(headers: HeaderSource): Map<string, string> {
+  const out = new Map<string, string>()
+  const entries: Iterable<readonly [string | Buffer, string | Buffer]> =
+    Symbol.iterator in headers
+      ? (headers as Iterable<readonly [string | Buffer, string | Buffer]>)
+      : Object.entries(headers as Record<string, string | Buffer>)
+  for (const [name, value] of entries) out.set(name.toString(), value.toString())
+  return out
+}
+
+/** True when the headers carry Kafkit's dead-letter headers. */
+export function isDeadLetterRecord(headers: HeaderSource): boolean {
+  return headerTexts(headers).has(DeadLetterHeader.originTopic)
+}
+
+/** Reads the `kafkit-dlq-*` headers; throws DeadLetterRecordError naming the first missing or bad one. */
+export function parseDeadLetterHeaders(headers: HeaderSource): DeadLetterInfo {
+  const texts = headerTexts(headers)
+  const required = (name: string): string => {
+    const value = texts.get(name)
+    if (value === undefined) {
+      throw new DeadLetterRecordError(`not a Kafkit dead-letter record: header ${name} is missing`, {
+        details: { header: name }
+      })
+    }
+    return value
+  }
+  const bad = (name: string, value: string, expected: string) =>
+    new DeadLetterRecordError(`dead-letter header ${name} is ${JSON.stringify(value)}, expected ${expected}`, {
+      details: { header: name, value }
+    })
+  const integer = (name: string): number => {
+    const value = required(name)
+    if (!/^\d+$/.test(value)) throw bad(name, value, 'a whole number')
+    return Number(value)
+  }
+  const date = (name: string, value = required(name)): Date => {
+    const parsed = new Date(value)
+    if (Number.isNaN(parsed.getTime())) throw bad(name, value, 'an ISO 8601 time')
+    return parsed
+  }
+  const offsetText = required(DeadLetterHeader.originOffset)
+  if (!/^\d+$/.test(offsetText)) throw bad(DeadLetterHeader.originOffset, offsetText, 'a whole number')
+  const kind = required(DeadLetterHeader.errorKind)
+  if (kind !== 'transient' && kind !== 'permanent')
+    throw bad(DeadLetterHeader.errorKind, kind, 'transient or permanent')
+  const originTimestamp = texts.get(DeadLetterHeader.originTimestamp)
+  return {
+    version: texts.has(DeadLetterHeader.version) ? integer(DeadLetterHeader.version) : DEAD_LETTER_FORMAT_VERSION,
+    originTopic: required(DeadLetterHeader.originTopic),
+    originPartition: integer(DeadLetterHeader.originPartition),
+    originOffset: BigInt(offsetText),
+    originTimestamp:
+      originTimestamp === undefined ? undefined : date(DeadLetterHeader.originTimestamp, originTimestamp),
+    consumerGroup: required(DeadLetterHeader.consumerGroup),
+    errorKind: kind,
+    errorClass: required(DeadLetterHeader.errorClass),
+    errorCode: texts.get(DeadLetterHeader.errorCode),
+    errorMessage: required(DeadLetterHeader.errorMessage),
+    errorStack: texts.get(DeadLetterHeader.errorStack),
+    attempts: integer(DeadLetterHeader.attempts),
+    firstFailureAt: date(DeadLetterHeader.firstFailureAt),
+    lastFailureAt: date(DeadLetterHeader.lastFailureAt),
+    deadLetteredAt: date(DeadLetterHeader.deadLetteredAt)
+  }
+}
+
+/** The record's headers without Kafkit's dead-letter ones: what a replay sends back to the origin topic. */
+export function originalHeaders(headers: HeaderSource): Map<string, Buffer> {
+  const out = new Map<string, Buffer>()
+  const entries: Iterable<readonly [string | Buffer, string | Buffer]> =
+    Symbol.iterator in headers
+      ? (headers as Iterable<readonly [string | Buffer, string | Buffer]>)
+      : Object.entries(headers as Record<string, string | Buffer>)
+  for (const [name, value] of entries) {
+    const key = name.toString()
+    if (!key.startsWith(DEAD_LETTER_HEADER_PREFIX)) out.set(key, Buffer.isBuffer(value) ? value : text(value))
+  }
+  return out
+}
