@@ -29,3 +29,5 @@ export {
   type PartitionRange,
   type RawRecord
 } from './operations/topic-snapshot.ts'
+// Message handling: error kinds, executor (in-place retries), router, middleware, DLQ records, breaker.
+export * from './handling/index.ts'
