@@ -60,6 +60,21 @@ export function defaultEventType(message: ConsumedMessage<unknown>): string | un
   return undefined
 }
 
+/** A schema error in one line: zod-style `issues` as `path: message`, else the error's message. */
+function schemaProblems(error: unknown): string {
+  const issues = (error as { issues?: unknown } | null)?.issues
+  if (Array.isArray(issues)) {
+    return issues
+      .slice(0, 5)
+      .map((issue: { path?: unknown[]; message?: unknown }) => {
+        const path = Array.isArray(issue.path) && issue.path.length > 0 ? `${issue.path.map(String).join('.')}: ` : ''
+        return `${path}${String(issue.message)}`
+      })
+      .join('; ')
+  }
+  return error instanceof Error ? error.message : String(error)
+}
+
 export class EventRouter<Events extends Record<string, unknown> = Record<string, unknown>> {
   readonly #routes = new Map<string, MessageHandler<unknown>>()
   readonly #middleware: Middleware<unknown>[]
@@ -109,17 +124,17 @@ export class EventRouter<Events extends Record<string, unknown> = Record<string,
     const { schema } = options
     if (schema) {
       const inner = route
-      route = (message, context) => {
+      route = async (message, context) => {
         let value: Events[T]
         try {
           value = schema.parse(message.value)
         } catch (error) {
           throw new SchemaMismatchError(
-            `value of ${message.topic}/${message.partition}@${message.offset} does not match the schema of ${type}: ${error instanceof Error ? error.message : String(error)}`,
+            `schema mismatch: value of ${message.topic}/${message.partition}@${message.offset} is not a valid ${type}: ${schemaProblems(error)}`,
             { cause: error, details: { eventType: type } }
           )
         }
-        return inner({ ...message, value }, context)
+        await inner({ ...message, value }, context)
       }
     }
     this.#routes.set(type, route as MessageHandler<unknown>)
