@@ -142,14 +142,14 @@ export class HandlerExecutor<V = unknown> {
     this.#batchFailure = config.batchFailure
   }
 
-  /** Runs one message to a verdict. Never rejects. */
+  /** Runs one message to a verdict. Never rejects (a handler failure is an outcome, not an exception). */
   async execute(message: ConsumedMessage<V>, context: ExecutionContext): Promise<HandlingOutcome> {
     const handler = this.#handler
     if (!handler) throw new ConfigError('handler executor: execute() needs `handler`')
     return this.#attempts(message, 1, context, attempt => handler(message, { ...context, attempt }))
   }
 
-  /** Runs consecutive messages of one partition through the batch handler. Never rejects. */
+  /** Runs consecutive messages of one partition through the batch handler. Never rejects either. */
   async executeBatch(messages: readonly ConsumedMessage<V>[], context: ExecutionContext): Promise<BatchOutcome> {
     const batchHandler = this.#batchHandler
     if (!batchHandler) throw new ConfigError('handler executor: executeBatch() needs `batchHandler`')
@@ -166,6 +166,10 @@ export class HandlerExecutor<V = unknown> {
     )
     if (outcome.kind !== 'dead-letter' || !split) return outcome
     const { kind: _kind, ...failure } = outcome
+    this.#logger.warn(
+      { ...this.#fields(first, batch.length, context), reason: failure.reason, err: describe(failure.error) },
+      'batch failed: running its messages one at a time so only the failing ones are dead-lettered'
+    )
     const outcomes: HandlingOutcome[] = []
     for (const message of batch) {
       const single = await this.#attempts(message, 1, context, attempt =>
