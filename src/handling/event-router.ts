@@ -75,7 +75,7 @@ function schemaProblems(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
-export class EventRouter<Events extends Record<string, unknown> = Record<string, unknown>> {
+export class EventRouter<Events extends object = Record<string, unknown>> {
   readonly #routes = new Map<string, MessageHandler<unknown>>()
   readonly #middleware: Middleware<unknown>[]
   readonly #eventType: EventTypeExtractor

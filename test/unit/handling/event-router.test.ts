@@ -9,7 +9,7 @@ import { HandlerExecutor } from '../../../src/handling/handler-executor.ts'
 import type { Middleware } from '../../../src/handling/types.ts'
 import { captureLogger, consumed, context, resolved } from './fixtures.ts'
 
-interface TodoEvents extends Record<string, unknown> {
+interface TodoEvents {
   'todos.task.created': { todoId: string; title: string }
   'todos.task.completed': { todoId: string }
 }
