@@ -87,8 +87,9 @@ export class DeadLetterWriter {
   ): Promise<DeadLetterReceipt> {
     const { signal } = options
     const record = this.build(message, failure)
+    // Each name is its own Buffer object, so a repeated original header stays repeated in the Map.
     const headers = new Map<Buffer, Buffer>()
-    for (const [name, value] of record.headers) headers.set(Buffer.from(name, 'utf8'), value)
+    for (const [name, value] of record.headerEntries) headers.set(Buffer.from(name, 'utf8'), value)
     // A null value must stay null (tombstone-like poison pills): the client encodes null as "no bytes",
     // while `undefined` would fail its "value is required" check.
     const produce: MessageToProduce<Buffer, Buffer, Buffer, Buffer> = {

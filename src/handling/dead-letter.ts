@@ -63,7 +63,10 @@ export interface DeadLetterRecord {
   topic: string
   key: Buffer | null
   value: Buffer | null
+  /** The headers by name (for a repeated original header, the last one). */
   headers: Map<string, Buffer>
+  /** The headers as produced: the original ones in order, repeats included, then Kafkit's. */
+  headerEntries: [string, Buffer][]
 }
 
 export interface DeadLetterBuildOptions {
@@ -138,12 +141,17 @@ export function buildDeadLetterRecord(
   options: DeadLetterBuildOptions
 ): DeadLetterRecord {
   const headers = new Map<string, Buffer>()
-  for (const [name, value] of message.headers) {
+  const headerEntries: [string, Buffer][] = []
+  for (const [name, value] of message.headerEntries ?? message.headers) {
     // A replayed record that failed again: its old Kafkit headers are replaced by the new ones.
-    if (!name.startsWith(DEAD_LETTER_HEADER_PREFIX)) headers.set(name, value)
+    if (name.startsWith(DEAD_LETTER_HEADER_PREFIX)) continue
+    headers.set(name, value)
+    headerEntries.push([name, value])
   }
   const set = (name: string, value: string | undefined) => {
-    if (value !== undefined) headers.set(name, text(value))
+    if (value === undefined) return
+    headers.set(name, text(value))
+    headerEntries.push([name, text(value)])
   }
   const { error } = failure
   set(DeadLetterHeader.version, String(DEAD_LETTER_FORMAT_VERSION))
@@ -167,7 +175,7 @@ export function buildDeadLetterRecord(
   set(DeadLetterHeader.firstFailureAt, failure.firstFailureAt.toISOString())
   set(DeadLetterHeader.lastFailureAt, failure.lastFailureAt.toISOString())
   set(DeadLetterHeader.deadLetteredAt, new Date(options.now ?? Date.now()).toISOString())
-  return { topic: options.topic, key: message.raw.key, value: message.raw.value, headers }
+  return { topic: options.topic, key: message.raw.key, value: message.raw.value, headers, headerEntries }
 }
 
 type HeaderSource =
@@ -245,16 +253,24 @@ export function parseDeadLetterHeaders(headers: HeaderSource): DeadLetterInfo {
   }
 }
 
-/** The record's headers without Kafkit's dead-letter ones: what a replay sends back to the origin topic. */
-export function originalHeaders(headers: HeaderSource): Map<string, Buffer> {
-  const out = new Map<string, Buffer>()
+/**
+ * The record's headers without Kafkit's dead-letter ones, in order with repeated names kept (pass the
+ * client's `headerEntries` to keep repeats): what a replay sends back to the origin topic.
+ */
+export function originalHeaderEntries(headers: HeaderSource): [string, Buffer][] {
+  const out: [string, Buffer][] = []
   const entries: Iterable<readonly [string | Buffer, string | Buffer]> =
     Symbol.iterator in headers
       ? (headers as Iterable<readonly [string | Buffer, string | Buffer]>)
       : Object.entries(headers as Record<string, string | Buffer>)
   for (const [name, value] of entries) {
     const key = name.toString()
-    if (!key.startsWith(DEAD_LETTER_HEADER_PREFIX)) out.set(key, Buffer.isBuffer(value) ? value : text(value))
+    if (!key.startsWith(DEAD_LETTER_HEADER_PREFIX)) out.push([key, Buffer.isBuffer(value) ? value : text(value)])
   }
   return out
+}
+
+/** `originalHeaderEntries` by name (the last of a repeated name). */
+export function originalHeaders(headers: HeaderSource): Map<string, Buffer> {
+  return new Map(originalHeaderEntries(headers))
 }

@@ -79,6 +79,7 @@ export {
   parseDeadLetterHeaders,
   isDeadLetterRecord,
   originalHeaders,
+  originalHeaderEntries,
   type DeadLetterInfo,
   type DeadLetterRecord,
   type DeadLetterBuildOptions

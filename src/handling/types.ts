@@ -18,6 +18,11 @@ export interface ConsumedMessage<V = unknown, K = string | null> {
   value: V
   /** Raw record headers, as on the wire. */
   headers: ReadonlyMap<string, Buffer>
+  /**
+   * Every header in wire order, repeated names included (Kafka allows them; `headers` keeps the last).
+   * Optional: when the runtime provides it, dead-letter records copy the headers from here exactly.
+   */
+  headerEntries?: readonly (readonly [string, Buffer])[]
   /** Seed 004's standard headers, typed. */
   meta: StandardHeaders
   /** The undecoded key and value, kept for dead-lettering. */

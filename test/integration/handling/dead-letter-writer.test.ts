@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { Producer } from '@platformatic/kafka'
 import { DeadLetterWriteError, DeadLetterWriter } from '../../../src/handling/dead-letter-writer.ts'
-import { originalHeaders, parseDeadLetterHeaders } from '../../../src/handling/dead-letter.ts'
+import { originalHeaderEntries, originalHeaders, parseDeadLetterHeaders } from '../../../src/handling/dead-letter.ts'
 import { PermanentError, TransientError } from '../../../src/handling/errors.ts'
 import { HandlerExecutor } from '../../../src/handling/handler-executor.ts'
 import type { ConsumedMessage } from '../../../src/handling/types.ts'
@@ -20,7 +20,8 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
 /** What the runtime does with a fetched record: keep the bytes, decode what decodes. */
 function toConsumed(record: RawMessage): ConsumedMessage<unknown> {
-  const headers = new Map([...record.headers].map(([name, value]) => [name.toString(), value] as const))
+  const headerEntries = record.headerEntries.map(([name, value]) => [name.toString(), value] as const)
+  const headers = new Map(headerEntries)
   const raw = { key: record.key ?? null, value: record.value ?? null }
   let value: unknown
   try {
@@ -36,6 +37,7 @@ function toConsumed(record: RawMessage): ConsumedMessage<unknown> {
     key: raw.key === null ? null : raw.key.toString('utf8'),
     value,
     headers,
+    headerEntries,
     meta: readStandardHeaders(headers),
     raw
   }
@@ -65,7 +67,10 @@ test('a failed record lands in the DLQ with its bytes, headers and the reasons, 
         headers: new Map([
           [Buffer.from('event-id'), Buffer.from('evt-9')],
           [Buffer.from('event-type'), Buffer.from('orders.order.placed')],
-          [Buffer.from('opaque'), Buffer.from([0, 1, 2, 250])]
+          [Buffer.from('opaque'), Buffer.from([0, 1, 2, 250])],
+          // Kafka allows a name twice; distinct Buffer keys keep both in the Map.
+          [Buffer.from('hop'), Buffer.from('a')],
+          [Buffer.from('hop'), Buffer.from('b')]
         ])
       },
       { topic: source.topic, partition: 0, value: null as unknown as Buffer }
@@ -114,8 +119,14 @@ test('a failed record lands in the DLQ with its bytes, headers and the reasons, 
   assert.deepEqual(first.key, Buffer.from('order-9'))
   assert.deepEqual(first.value, notUtf8, 'the raw bytes, not a decoded copy')
   const kept = originalHeaders(first.headers)
-  assert.deepEqual([...kept.keys()].sort(), ['event-id', 'event-type', 'opaque'])
+  assert.deepEqual([...kept.keys()].sort(), ['event-id', 'event-type', 'hop', 'opaque'])
   assert.deepEqual(kept.get('opaque'), Buffer.from([0, 1, 2, 250]))
+  assert.deepEqual(
+    originalHeaderEntries(first.headerEntries).map(([name, value]) => `${name}=${value.toString('hex')}`),
+    poison.headerEntries?.map(([name, value]) => `${name}=${value.toString('hex')}`),
+    'every original header, in order, the repeated one twice'
+  )
+  assert.equal(poison.headerEntries?.filter(([name]) => name === 'hop').length, 2)
   const info = parseDeadLetterHeaders(first.headers)
   assert.equal(info.originTopic, source.topic)
   assert.equal(info.originPartition, 1)

@@ -5,6 +5,7 @@ import {
   DeadLetterHeader,
   DeadLetterRecordError,
   isDeadLetterRecord,
+  originalHeaderEntries,
   originalHeaders,
   parseDeadLetterHeaders,
   truncate
@@ -45,6 +46,24 @@ test('the record keeps the original key, value and headers, byte for byte', () =
   const nullish = build(consumed({ key: null, value: null }))
   assert.equal(nullish.key, null)
   assert.equal(nullish.value, null)
+})
+
+test('repeated original headers are kept in order when the runtime gives headerEntries', () => {
+  const message = {
+    ...consumed({ headers: { hop: 'b' } }),
+    headerEntries: [
+      ['hop', Buffer.from('a')],
+      ['x', Buffer.from('1')],
+      ['hop', Buffer.from('b')]
+    ] as [string, Buffer][]
+  }
+  const record = build(message)
+  assert.deepEqual(
+    originalHeaderEntries(record.headerEntries).map(([name, value]) => `${name}=${value.toString()}`),
+    ['hop=a', 'x=1', 'hop=b']
+  )
+  assert.equal(record.headers.get('hop')?.toString(), 'b')
+  assert.equal(record.headerEntries.filter(([name]) => name === DeadLetterHeader.originTopic).length, 1)
 })
 
 test('the headers say where the message came from and how it failed, and parse back to the same facts', () => {
