@@ -31,7 +31,15 @@ export const errorCodes = {
     'The idempotent consumer found the event claimed by another worker whose lease has not expired (transient).',
   KAFKIT_DLQ_RECORD_INVALID:
     'A record read as a dead-letter record lacks a Kafkit DLQ header or has one that does not parse.',
-  KAFKIT_DLQ_WRITE_FAILED: 'Producing a dead-letter record was not acknowledged within the allowed attempts.'
+  KAFKIT_DLQ_WRITE_FAILED: 'Producing a dead-letter record was not acknowledged within the allowed attempts.',
+  KAFKIT_SINK_WRITE_FAILED:
+    'A sink could not store a batch in its database; nothing of the batch was stored or committed (retryable when the database was unreachable).',
+  KAFKIT_SINK_MAPPING_FAILED:
+    "A sink's mapping from record to row threw or a row was rejected by the database: dead-lettered (errorsTolerance all) or the sink stops (none).",
+  KAFKIT_SINK_STOPPED:
+    'A sink stopped on a bad record because errorsTolerance is none; the record and everything after it stay uncommitted.',
+  KAFKIT_SINK_FEATURE_UNSUPPORTED:
+    'The database server lacks a feature the sink was asked to use (e.g. an old ClickHouse without DateTime64 or insert deduplication tokens).'
 } as const
 
 export type ErrorCode = keyof typeof errorCodes

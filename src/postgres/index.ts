@@ -1,0 +1,20 @@
+/**
+ * `kafkit/postgres`: the Postgres database writer of Kafkit's sink (peer dependency `pg`).
+ * Idempotent (`ON CONFLICT` on a unique key, or an upsert by version), exactly-once (rows and consumed
+ * offsets in one transaction), and a COPY bulk path. Use it with the sink runner (`createSink` in
+ * `kafkit`) or on its own. Guide: docs/sinks.md.
+ */
+export { PostgresSink, isTransientPostgresError, type PostgresSinkInit } from './postgres-sink.ts'
+export { postgresSinkOptions, type PostgresSinkOptions, type PostgresSinkConfig } from './options.ts'
+export {
+  pgPoolDatabase,
+  pgliteDatabase,
+  type SqlDatabase,
+  type SqlSession,
+  type SqlResult,
+  type PGliteLike
+} from './sql-database.ts'
+export { copyFromStdin } from './copy-from.ts'
+export { quoteIdent, quoteQualified, toSqlText, copyLine } from './sql-text.ts'
+export type { SinkRecord, SinkWriter, SinkWriteContext, SinkWriteResult, StoredOffset } from '../sink/types.ts'
+export { SinkWriteError } from '../sink/errors.ts'
