@@ -50,8 +50,10 @@ export const postgresSinkOptions = defineOptions({
         .number()
         .int()
         .min(1)
-        .default(2000)
-        .describe('Batches of at least this many rows take the COPY path when `bulk` is `auto`.'),
+        .default(250)
+        .describe(
+          'Batches of at least this many rows take the COPY path when `bulk` is `auto` (bench/sink/write-paths.ts: INSERT wins below ~100-200 rows, COPY above).'
+        ),
       maxParameters: z
         .number()
         .int()
