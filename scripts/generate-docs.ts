@@ -7,6 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { errorCodes } from '../src/errors/codes.ts'
 import { consumerBreakerOptions, deadLetterOptions, handlerExecutorOptions } from '../src/handling/options.ts'
 import { postgresSinkOptions } from '../src/postgres/options.ts'
+import { clickHouseSinkOptions } from '../src/clickhouse/options.ts'
 
 export function errorsTable(): string {
   const rows = Object.entries(errorCodes).map(([code, meaning]) => `| \`${code}\` | ${meaning} |`)
@@ -18,7 +19,8 @@ export const generated: Record<string, { file: string; render: () => string }> =
   'handler-executor': { file: 'docs/options.md', render: () => handlerExecutorOptions.table() },
   'consumer-breaker': { file: 'docs/options.md', render: () => consumerBreakerOptions.table() },
   'dead-letter-writer': { file: 'docs/options.md', render: () => deadLetterOptions.table() },
-  'postgres-sink': { file: 'docs/options.md', render: () => postgresSinkOptions.table() }
+  'postgres-sink': { file: 'docs/options.md', render: () => postgresSinkOptions.table() },
+  'clickhouse-sink': { file: 'docs/options.md', render: () => clickHouseSinkOptions.table() }
 }
 
 export function replaceSection(text: string, name: string, body: string): string {

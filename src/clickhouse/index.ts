@@ -1,0 +1,17 @@
+/**
+ * `kafkit/clickhouse`: the ClickHouse database writer of Kafkit's sink (peer dependency
+ * `@clickhouse/client`), seed 000's ReplacingMergeTree `logs` table helper, and run-time detection of
+ * what the connected server supports. Guide: docs/sinks.md.
+ */
+export {
+  ClickHouseSink,
+  isTransientClickHouseError,
+  clickHouseErrorCode,
+  type ClickHouseSinkInit
+} from './clickhouse-sink.ts'
+export { detectCapabilities, missingFeatures, type ClickHouseCapabilities } from './capabilities.ts'
+export { createLogsTable, logsTableDdl, type LogsTable, type LogsTableOptions } from './logs-table.ts'
+export { clickHouseSinkOptions, type ClickHouseSinkOptions, type ClickHouseSinkConfig } from './options.ts'
+export { quoteClickHouseIdent, quoteClickHouseName } from './names.ts'
+export type { SinkRecord, SinkWriter, SinkWriteContext, SinkWriteResult } from '../sink/types.ts'
+export { SinkWriteError, SinkFeatureUnsupportedError } from '../sink/errors.ts'
