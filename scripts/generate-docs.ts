@@ -8,6 +8,7 @@ import { errorCodes } from '../src/errors/codes.ts'
 import { consumerBreakerOptions, deadLetterOptions, handlerExecutorOptions } from '../src/handling/options.ts'
 import { postgresSinkOptions } from '../src/postgres/options.ts'
 import { clickHouseSinkOptions } from '../src/clickhouse/options.ts'
+import { sinkOptions } from '../src/sink/options.ts'
 
 export function errorsTable(): string {
   const rows = Object.entries(errorCodes).map(([code, meaning]) => `| \`${code}\` | ${meaning} |`)
@@ -19,6 +20,7 @@ export const generated: Record<string, { file: string; render: () => string }> =
   'handler-executor': { file: 'docs/options.md', render: () => handlerExecutorOptions.table() },
   'consumer-breaker': { file: 'docs/options.md', render: () => consumerBreakerOptions.table() },
   'dead-letter-writer': { file: 'docs/options.md', render: () => deadLetterOptions.table() },
+  sink: { file: 'docs/options.md', render: () => sinkOptions.table() },
   'postgres-sink': { file: 'docs/options.md', render: () => postgresSinkOptions.table() },
   'clickhouse-sink': { file: 'docs/options.md', render: () => clickHouseSinkOptions.table() }
 }

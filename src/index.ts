@@ -31,3 +31,5 @@ export {
 } from './operations/topic-snapshot.ts'
 // Message handling: error kinds, executor (in-place retries), router, middleware, DLQ records, breaker.
 export * from './handling/index.ts'
+// Sinks: the runner and the writer contract (database writers: kafkit/postgres, kafkit/clickhouse).
+export * from './sink/index.ts'

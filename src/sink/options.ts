@@ -1,0 +1,113 @@
+/**
+ * The options of the sink runner, in Kafka Connect's terms where Connect has one (`topics`,
+ * `batch.size`, `linger.ms`, `errors.tolerance`, `errors.deadletterqueue.topic.name`): one schema,
+ * validated once, with `KAFKA_SINK_*` environment variables beside seed 004's connection ones, and
+ * documented in docs/options.md. The writer, the mapping and the serde are passed beside them.
+ */
+import { z } from 'zod'
+import { connectionEnv, connectionSecrets, connectionShape } from '../config/connection.ts'
+import { defineOptions } from '../config/define-options.ts'
+import { envDuration, envInteger, envList, envString } from '../config/env-parsers.ts'
+
+export const sinkOptions = defineOptions({
+  component: 'sink',
+  envPrefix: 'KAFKA_SINK_',
+  secrets: connectionSecrets,
+  env: {
+    ...connectionEnv,
+    groupId: envString('KAFKA_SINK_GROUP_ID'),
+    topics: envList('KAFKA_SINK_TOPICS'),
+    batchSize: envInteger('KAFKA_SINK_BATCH_SIZE'),
+    lingerMs: envDuration('KAFKA_SINK_LINGER'),
+    maxRetries: envInteger('KAFKA_SINK_MAX_RETRIES'),
+    errorsTolerance: envString('KAFKA_SINK_ERRORS_TOLERANCE'),
+    dlqTopic: envString('KAFKA_SINK_DLQ_TOPIC')
+  },
+  schema: z
+    .strictObject({
+      ...connectionShape,
+      groupId: z
+        .string()
+        .min(1)
+        .describe('Consumer group of the sink (exactly-once writers key their stored offsets by it). Required.'),
+      topics: z.array(z.string().min(1)).min(1).describe('Topics to sink (Connect `topics`). Required.'),
+      batchSize: z
+        .number()
+        .int()
+        .min(1)
+        .default(500)
+        .describe('Records of one partition written per database transaction (Connect `batch.size`).'),
+      lingerMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(200)
+        .describe('How long a partial batch waits for more records before it is written (Connect `linger.ms`).'),
+      maxRetries: z
+        .number()
+        .int()
+        .min(0)
+        .default(5)
+        .describe(
+          'In-place retries of a failed write before the breaker takes over (transient) or the batch is split (permanent).'
+        ),
+      retryBackoff: z
+        .strictObject({
+          baseMs: z.number().int().min(0).default(200).describe('Cap of the first retry delay.'),
+          maxMs: z.number().int().min(0).default(5_000).describe('Largest retry delay.')
+        })
+        .prefault({})
+        .describe('Exponential backoff with full jitter between write retries.'),
+      errorsTolerance: z
+        .enum(['none', 'all'])
+        .default('none')
+        .describe(
+          'A bad record (undecodable, mapping threw, row rejected by the database): `none` stops the sink before it (Connect default), `all` dead-letters it and goes on (Connect `errors.tolerance`).'
+        ),
+      dlqTopic: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          'Dead-letter topic for bad records (Connect `errors.deadletterqueue.topic.name`); required with `errorsTolerance: all`.'
+        ),
+      breaker: z
+        .strictObject({
+          threshold: z
+            .number()
+            .int()
+            .min(1)
+            .default(3)
+            .describe(
+              'Consecutive failed writes (database unavailable) that open the breaker; at most maxRetries + 1.'
+            ),
+          cooldownMs: z.number().int().min(0).default(5_000).describe('Open time before one probe write.')
+        })
+        .prefault({})
+        .describe('Circuit breaker: while open the partitions are paused and nothing is committed or dead-lettered.'),
+      fromBeginning: z
+        .boolean()
+        .default(true)
+        .describe('Where a group without committed offsets starts: the earliest record (true) or new records only.'),
+      fetchMaxWaitMs: z.number().int().min(1).default(200).describe('Longest a fetch waits at the broker for data.')
+    })
+    .superRefine((options, context) => {
+      if (options.errorsTolerance === 'all' && options.dlqTopic === undefined) {
+        context.addIssue({
+          code: 'custom',
+          path: ['dlqTopic'],
+          message: 'a topic name when errorsTolerance is all (bad records go there)'
+        })
+      }
+      if (options.breaker.threshold > options.maxRetries + 1) {
+        context.addIssue({
+          code: 'custom',
+          path: ['breaker', 'threshold'],
+          message: `at most maxRetries + 1 (${options.maxRetries + 1}), so an outage opens the breaker before a batch exhausts its retries`
+        })
+      }
+    })
+})
+
+export type SinkOptions = z.input<typeof sinkOptions.schema>
+export type SinkConfig = z.output<typeof sinkOptions.schema>
