@@ -225,15 +225,21 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
     const rows: Row[] = []
     let already = 0
     for (const record of records) {
-      const from = stored.get(`${record.partition}:${record.topic}`) ?? 0n
+      const id = `${record.partition}:${record.topic}`
+      const from = stored.get(id) ?? 0n
       if (record.offset < from) {
         if (record.row !== null) already++
         continue
       }
+      // A record offered twice in one batch (a consumer that fetched a range again) counts once.
+      stored.set(id, record.offset + 1n)
       if (record.row !== null) rows.push(record.row)
     }
     const result = await this.#insertRows(session, rows, context.signal)
-    const advance = list.filter(span => span.next > (stored.get(`${span.partition}:${span.topic}`) ?? 0n))
+    const lockedBefore = new Map(
+      locked.rows.map(row => [`${Number(row.partition)}:${row.topic}`, BigInt(row.next_offset)])
+    )
+    const advance = list.filter(span => span.next > (lockedBefore.get(`${span.partition}:${span.topic}`) ?? 0n))
     if (advance.length > 0) {
       await session.query(
         `UPDATE ${this.#offsets} AS o SET next_offset = u.n, updated_at = now()

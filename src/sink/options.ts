@@ -21,7 +21,8 @@ export const sinkOptions = defineOptions({
     lingerMs: envDuration('KAFKA_SINK_LINGER'),
     maxRetries: envInteger('KAFKA_SINK_MAX_RETRIES'),
     errorsTolerance: envString('KAFKA_SINK_ERRORS_TOLERANCE'),
-    dlqTopic: envString('KAFKA_SINK_DLQ_TOPIC')
+    dlqTopic: envString('KAFKA_SINK_DLQ_TOPIC'),
+    groupInstanceId: envString('KAFKA_SINK_GROUP_INSTANCE_ID')
   },
   schema: z
     .strictObject({
@@ -89,7 +90,26 @@ export const sinkOptions = defineOptions({
         .boolean()
         .default(true)
         .describe('Where a group without committed offsets starts: the earliest record (true) or new records only.'),
-      fetchMaxWaitMs: z.number().int().min(1).default(200).describe('Longest a fetch waits at the broker for data.')
+      fetchMaxWaitMs: z.number().int().min(1).default(200).describe('Longest a fetch waits at the broker for data.'),
+      sessionTimeoutMs: z
+        .number()
+        .int()
+        .min(1)
+        .default(30_000)
+        .describe('Group session timeout: how long a crashed worker keeps its partitions before they move.'),
+      heartbeatIntervalMs: z
+        .number()
+        .int()
+        .min(1)
+        .default(3_000)
+        .describe('Group heartbeat interval (below sessionTimeoutMs).'),
+      groupInstanceId: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          'Static group membership: a restarted worker with the same id takes its partitions back at once, without a rebalance.'
+        )
     })
     .superRefine((options, context) => {
       if (options.errorsTolerance === 'all' && options.dlqTopic === undefined) {

@@ -125,6 +125,7 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
     breakerTrips: 0
   }
   readonly #pending = new Map<string, Pending>()
+  readonly #accepted = new Map<string, bigint>()
   readonly #controller = new AbortController()
   #consumer: Consumer<Buffer, Buffer, Buffer, Buffer> | undefined
   #producer: Producer<Buffer, Buffer, Buffer, Buffer> | undefined
@@ -182,7 +183,11 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
       ...client,
       groupId: this.config.groupId,
       maxWaitTime: this.config.fetchMaxWaitMs,
-      autocommit: false
+      autocommit: false,
+      sessionTimeout: this.config.sessionTimeoutMs,
+      rebalanceTimeout: this.config.sessionTimeoutMs,
+      heartbeatInterval: this.config.heartbeatIntervalMs,
+      ...(this.config.groupInstanceId === undefined ? {} : { groupInstanceId: this.config.groupInstanceId })
     })
     // Every (re)assignment re-reads the offsets an exactly-once writer stored.
     this.#consumer.on('consumer:group:join', () => {
@@ -253,6 +258,11 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
 
   #accept(record: RawRecord): void {
     const id = `${record.partition}:${record.topic}`
+    // The stream fetches a range again when the group rejoins before our first commit; a record at or
+    // below one already accepted is a repeat (it is in a batch or stored already), not new data.
+    const highest = this.#accepted.get(id)
+    if (highest !== undefined && record.offset <= highest) return
+    this.#accepted.set(id, record.offset)
     const pending = this.#pending.get(id)
     if (pending) pending.records.push(record)
     else this.#pending.set(id, { records: [record], since: Date.now() })
