@@ -60,11 +60,15 @@ export function toSqlText(value: unknown): string | Buffer | null {
   return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))
 }
 
+const needsEscape = /[\\\n\r\t]/
+
 /** One field of a COPY text-format line (tab-separated, `\N` for NULL, backslash escapes). */
 export function copyField(value: unknown): string {
   const text = toSqlText(value)
   if (text === null) return '\\N'
   const plain = typeof text === 'string' ? text : `\\x${text.toString('hex')}`
+  // Most fields need no escaping: one scan instead of four replacements (COPY's hot path).
+  if (!needsEscape.test(plain)) return plain
   // Backslash first, so the escapes added after it are not doubled.
   return plain.replaceAll('\\', '\\\\').replaceAll('\n', '\\n').replaceAll('\r', '\\r').replaceAll('\t', '\\t')
 }

@@ -18,6 +18,7 @@ export const sinkOptions = defineOptions({
     groupId: envString('KAFKA_SINK_GROUP_ID'),
     topics: envList('KAFKA_SINK_TOPICS'),
     batchSize: envInteger('KAFKA_SINK_BATCH_SIZE'),
+    maxInFlight: envInteger('KAFKA_SINK_MAX_IN_FLIGHT'),
     lingerMs: envDuration('KAFKA_SINK_LINGER'),
     maxRetries: envInteger('KAFKA_SINK_MAX_RETRIES'),
     errorsTolerance: envString('KAFKA_SINK_ERRORS_TOLERANCE'),
@@ -59,6 +60,14 @@ export const sinkOptions = defineOptions({
         })
         .prefault({})
         .describe('Exponential backoff with full jitter between write retries.'),
+      maxInFlight: z
+        .number()
+        .int()
+        .min(1)
+        .default(2)
+        .describe(
+          'Partitions written at the same time (each partition one batch at a time, in order); at most the database pool size.'
+        ),
       errorsTolerance: z
         .enum(['none', 'all'])
         .default('none')

@@ -135,7 +135,8 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
   #wake: (() => void) | undefined
   #buffered = 0
   #running: Promise<void> | undefined
-  #batchWrite: SinkWriteResult = { written: 0, skipped: 0, path: 'none' }
+  /** What the writes of the batch in flight on each partition stored (one batch per partition at a time). */
+  readonly #batchWrites = new Map<string, SinkWriteResult>()
 
   constructor(init: SinkInit<V, Row>) {
     super()
@@ -171,7 +172,7 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
   }
 
   get #highWater(): number {
-    return this.config.batchSize * 4
+    return this.config.batchSize * 8
   }
 
   /** Starts consuming; resolves once the consumer stream is open. `done()` settles when the sink stops. */
@@ -278,10 +279,11 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
   }
 
   /** The next partition buffer that is due: full, or older than lingerMs; else how long to wait. */
-  #due(): { id: string; pending: Pending } | number {
+  #due(busy: ReadonlyMap<string, unknown>): { id: string; pending: Pending } | number {
     const now = Date.now()
     let wait = Number.POSITIVE_INFINITY
     for (const [id, pending] of this.#pending) {
+      if (busy.has(id)) continue
       if (pending.records.length >= this.config.batchSize || now - pending.since >= this.config.lingerMs) {
         return { id, pending }
       }
@@ -292,8 +294,10 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
 
   async #loop(): Promise<void> {
     const signal = this.#controller.signal
+    // One batch per partition at a time (order within a partition), up to maxInFlight partitions at once.
+    const inFlight = new Map<string, Promise<void>>()
     while (!signal.aborted) {
-      const due = this.#due()
+      const due = inFlight.size < this.config.maxInFlight ? this.#due(inFlight) : Number.POSITIVE_INFINITY
       if (typeof due === 'number') {
         await new Promise<void>(resolve => {
           const timer = Number.isFinite(due) ? setTimeout(resolve, Math.max(1, due)) : undefined
@@ -309,9 +313,19 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
       if (due.pending.records.length === 0) this.#pending.delete(due.id)
       else due.pending.since = Date.now()
       this.#buffered -= batch.length
-      await this.#process(batch, signal)
-      if (this.#buffered < this.#highWater && this.breaker.state === 'closed') this.#stream?.resume()
+      const id = due.id
+      inFlight.set(
+        id,
+        this.#process(batch, signal)
+          .catch((error: unknown) => this.#fail(error instanceof Error ? error : new Error(String(error))))
+          .finally(() => {
+            inFlight.delete(id)
+            if (this.#buffered < this.#highWater && this.breaker.state === 'closed') this.#stream?.resume()
+            this.#wake?.()
+          })
+      )
     }
+    await Promise.allSettled(inFlight.values())
     const reason: unknown = signal.reason
     if (!(
       isKafkitError(reason) &&
@@ -422,7 +436,8 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
         break
       }
     }
-    this.#batchWrite = { written: 0, skipped: 0, path: 'none' }
+    const partitionId = `${first.partition}:${first.topic}`
+    this.#batchWrites.set(partitionId, { written: 0, skipped: 0, path: 'none' })
     const context = { signal, groupId: this.config.groupId }
     if (good.length > 0) {
       const outcome = await this.#executor.executeBatch(good, context)
@@ -444,9 +459,11 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
         for (const message of good) bad.push({ message, error: outcome })
       }
     }
-    report.written = this.#batchWrite.written
-    report.skipped = this.#batchWrite.skipped
-    report.path = this.#batchWrite.path
+    const written = this.#batchWrites.get(partitionId)
+    this.#batchWrites.delete(partitionId)
+    report.written = written?.written ?? 0
+    report.skipped = written?.skipped ?? 0
+    report.path = written?.path ?? 'none'
     if (stopAt) {
       const failed = bad.at(-1)
       await this.#commit(before(stopAt.offset), signal)
@@ -486,11 +503,15 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
       row: this.#rows.get(message) ?? null
     }))
     const result = await this.writer.write(records, { signal: this.#controller.signal, groupId: this.config.groupId })
-    this.#batchWrite = {
-      written: this.#batchWrite.written + result.written,
-      skipped: this.#batchWrite.skipped + result.skipped,
+    const first = messages[0]
+    if (!first) return
+    const id = `${first.partition}:${first.topic}`
+    const sum = this.#batchWrites.get(id) ?? { written: 0, skipped: 0, path: 'none' }
+    this.#batchWrites.set(id, {
+      written: sum.written + result.written,
+      skipped: sum.skipped + result.skipped,
       path: result.path
-    }
+    })
   }
 
   #classify(error: unknown): ErrorKind | undefined {
