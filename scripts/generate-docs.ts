@@ -9,6 +9,7 @@ import { consumerBreakerOptions, deadLetterOptions, handlerExecutorOptions } fro
 import { postgresSinkOptions } from '../src/postgres/options.ts'
 import { clickHouseSinkOptions } from '../src/clickhouse/options.ts'
 import { sinkOptions } from '../src/sink/options.ts'
+import { producerOptions } from '../src/producer/options.ts'
 
 export function errorsTable(): string {
   const rows = Object.entries(errorCodes).map(([code, meaning]) => `| \`${code}\` | ${meaning} |`)
@@ -22,7 +23,8 @@ export const generated: Record<string, { file: string; render: () => string }> =
   'dead-letter-writer': { file: 'docs/options.md', render: () => deadLetterOptions.table() },
   sink: { file: 'docs/options.md', render: () => sinkOptions.table() },
   'postgres-sink': { file: 'docs/options.md', render: () => postgresSinkOptions.table() },
-  'clickhouse-sink': { file: 'docs/options.md', render: () => clickHouseSinkOptions.table() }
+  'clickhouse-sink': { file: 'docs/options.md', render: () => clickHouseSinkOptions.table() },
+  producer: { file: 'docs/options.md', render: () => producerOptions.table() }
 }
 
 export function replaceSection(text: string, name: string, body: string): string {

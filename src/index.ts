@@ -33,3 +33,16 @@ export {
 export * from './handling/index.ts'
 // Sinks: the runner and the writer contract (database writers: kafkit/postgres, kafkit/clickhouse).
 export * from './sink/index.ts'
+// Producer: batching, backpressure, Java-compatible partitioning, retries, breaker, DLQ, transactions.
+export * from './producer/index.ts'
+// Messages: the fluent builder with seed 004's standard headers, UUIDv7 event ids, serdes.
+export { message, MessageBuilder, type OutgoingMessage, type MessageHeaders } from './message/builder.ts'
+export { newEventId } from './message/uuid.ts'
+export {
+  StandardHeader,
+  readStandardHeaders,
+  type StandardHeaders,
+  type StandardHeaderName,
+  type HeaderValue
+} from './message/headers.ts'
+export { jsonSerde, stringSerde, bytesSerde, utf8Strict, type Serde } from './message/serde.ts'

@@ -39,7 +39,28 @@ export const errorCodes = {
   KAFKIT_SINK_STOPPED:
     'A sink stopped on a bad record because errorsTolerance is none; the record and everything after it stay uncommitted.',
   KAFKIT_SINK_FEATURE_UNSUPPORTED:
-    'The database server lacks a feature the sink was asked to use (e.g. an old ClickHouse without DateTime64 or insert deduplication tokens).'
+    'The database server lacks a feature the sink was asked to use (e.g. an old ClickHouse without DateTime64 or insert deduplication tokens).',
+  KAFKIT_CIRCUIT_OPEN:
+    "The producer's circuit breaker is open after repeated delivery failures: the send failed fast without trying (retryable after the cool-down).",
+  KAFKIT_PRODUCE_FAILED:
+    'The broker rejected a message, or did not acknowledge it within the retries; after a lost connection or timeout it may still have been written.',
+  KAFKIT_MESSAGE_TOO_LARGE:
+    'A message is larger than maxMessageBytes or than its topic accepts; only that message failed, the rest of its batch was sent.',
+  KAFKIT_SERIALIZATION_FAILED: "A message's key, value or headers could not be turned into bytes; it was not sent.",
+  KAFKIT_INVALID_PARTITION:
+    'A message names a partition its topic does not have (explicitly or through a custom partitioner); it was not sent.',
+  KAFKIT_PRODUCER_BUFFER_FULL:
+    "The producer's buffer memory is full and bufferFullBehavior is fail, or waiting for room outran maxBlockMs; the message was not accepted.",
+  KAFKIT_SEND_TIMEOUT:
+    'A message was not acknowledged within sendTimeoutMs; when it was already in flight it may still be written.',
+  KAFKIT_PRODUCER_CLOSED:
+    'The producer is closed or closing: a new message was refused, or close() gave up on a pending one at its deadline.',
+  KAFKIT_TRANSACTION_FAILED:
+    'A transaction could not commit (one of its messages failed, or the coordinator refused): it was aborted, read_committed consumers see none of it.',
+  KAFKIT_TRANSACTION_ABORTED:
+    'A message belonged to a transaction that was aborted before the message was sent; it will never be visible to read_committed consumers.',
+  KAFKIT_TRANSACTION_STATE:
+    'A transaction call came in the wrong state (begin while one is open, commit or abort without one, send on a finished one).'
 } as const
 
 export type ErrorCode = keyof typeof errorCodes

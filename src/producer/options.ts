@@ -1,0 +1,281 @@
+/**
+ * The producer's options: one schema (type, defaults, validation, the docs/options.md table), seed
+ * 004's `KAFKA_PRODUCER_*` environment names beside the connection ones, and seed 002's tuning
+ * presets as profiles (`throughput`, `latency`, `exactlyOnce`), each overridable key by key.
+ * Precedence: defaults < profile < environment < code. Functions (serdes, a custom partitioner) are
+ * passed beside the options, not through the schema.
+ */
+import { z } from 'zod'
+import { connectionEnv, connectionSecrets, connectionShape } from '../config/connection.ts'
+import { defineOptions, type EnvBinding } from '../config/define-options.ts'
+import { envBoolean, envBytes, envDuration, envInteger, envString, parseInteger } from '../config/env-parsers.ts'
+
+/** `KAFKA_PRODUCER_REQUIRE_ACKS`: `-1`/`all`, `0`/`none`, `1`/`leader`. */
+const envAcks = (name: string): EnvBinding => ({
+  name,
+  parse: raw => {
+    const value = raw.trim().toLowerCase()
+    if (value === 'all' || value === '-1') return -1
+    if (value === 'none' || value === '0') return 0
+    if (value === 'leader' || value === '1') return 1
+    throw new Error('expected -1 (all), 0 (none) or 1 (leader)')
+  }
+})
+
+/** Seed 004 counts attempts (first try included); the option counts retries. */
+const envAttemptsAsRetries = (name: string): EnvBinding => ({
+  name,
+  parse: raw => {
+    const attempts = parseInteger(raw)
+    if (attempts < 1) throw new Error('expected at least 1 attempt')
+    return attempts - 1
+  }
+})
+
+const MiB = 1024 * 1024
+
+export const producerProfiles = ['throughput', 'latency', 'exactlyOnce'] as const
+export type ProducerProfile = (typeof producerProfiles)[number]
+
+export const producerOptions = defineOptions({
+  component: 'producer',
+  envPrefix: 'KAFKA_PRODUCER_',
+  secrets: connectionSecrets,
+  env: {
+    ...connectionEnv,
+    profile: envString('KAFKA_PRODUCER_PROFILE'),
+    topic: envString('KAFKA_PRODUCER_TOPIC'),
+    acks: envAcks('KAFKA_PRODUCER_REQUIRE_ACKS'),
+    idempotent: envBoolean('KAFKA_PRODUCER_IDEMPOTENT'),
+    maxRetries: envAttemptsAsRetries('KAFKA_PRODUCER_MAX_ATTEMPTS'),
+    lingerMs: envDuration('KAFKA_PRODUCER_BATCH_TIMEOUT'),
+    batchSize: envInteger('KAFKA_PRODUCER_BATCH_SIZE'),
+    batchBytes: envBytes('KAFKA_PRODUCER_BATCH_BYTES'),
+    compression: envString('KAFKA_PRODUCER_COMPRESSION'),
+    async: envBoolean('KAFKA_PRODUCER_ASYNC'),
+    dlqTopic: envString('KAFKA_PRODUCER_DLQ_TOPIC'),
+    maxInFlight: envInteger('KAFKA_PRODUCER_MAX_IN_FLIGHT'),
+    bufferMemory: envBytes('KAFKA_PRODUCER_BUFFER_MEMORY'),
+    sendTimeoutMs: envDuration('KAFKA_PRODUCER_SEND_TIMEOUT'),
+    transactionalId: envString('KAFKA_PRODUCER_TRANSACTIONAL_ID')
+  },
+  profiles: {
+    // Seed 002 "High Throughput": big batches, a long linger, lz4, more memory and requests in flight.
+    throughput: {
+      batchSize: 10_000,
+      lingerMs: 100,
+      compression: 'lz4',
+      bufferMemory: 64 * MiB,
+      maxInFlight: 10
+    },
+    // Seed 002 "Low Latency": every message its own request, at once, uncompressed, one at a time.
+    latency: { batchSize: 1, lingerMs: 0, compression: 'none', maxInFlight: 1 },
+    // Seed 002 "Reliability (Exactly-Once)": idempotent, acks=all, more retries, strict order.
+    exactlyOnce: { idempotent: true, acks: -1, maxRetries: 10, maxInFlight: 1 }
+  },
+  schema: z
+    .strictObject({
+      ...connectionShape,
+      profile: z
+        .enum(producerProfiles)
+        .optional()
+        .describe(
+          'A preset from seed 002 applied under the environment and code: `throughput` (batchSize 10000, lingerMs 100, lz4, bufferMemory 64 MiB, maxInFlight 10), `latency` (batchSize 1, lingerMs 0, none, maxInFlight 1), `exactlyOnce` (idempotent, acks -1, maxRetries 10, maxInFlight 1).'
+        ),
+      topic: z
+        .string()
+        .min(1)
+        .optional()
+        .describe('Default topic for messages that name none (seed 002 `topic`, seed 004 NewProducerConfigFromEnv).'),
+      acks: z
+        .union([z.literal(-1), z.literal(0), z.literal(1)])
+        .default(-1)
+        .describe(
+          'Acknowledgement to wait for: -1 all in-sync replicas, 1 the leader only, 0 none (no offsets, no delivery guarantee).'
+        ),
+      idempotent: z
+        .boolean()
+        .default(true)
+        .describe(
+          'Idempotent producer: the broker drops retried duplicates (producer id + sequence numbers). Needs acks -1.'
+        ),
+      maxInFlight: z
+        .number()
+        .int()
+        .min(1)
+        .max(100)
+        .default(5)
+        .describe(
+          'Produce requests outstanding at once. 1 keeps strict order per partition even when a request has to be retried.'
+        ),
+      batchSize: z
+        .number()
+        .int()
+        .min(1)
+        .default(1000)
+        .describe('Most messages per produce request; a batch that reaches it is sent at once.'),
+      batchBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(MiB)
+        .describe(
+          'Most bytes (keys, values, headers) per produce request; a batch that reaches it is sent at once. Keep it at or below the broker `message.max.bytes` (1 MiB by default).'
+        ),
+      lingerMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(5)
+        .describe(
+          'How long a batch that is not full waits for more messages before it is sent. 0: as soon as a request slot is free (messages still batch up while all slots are busy).'
+        ),
+      compression: z
+        .enum(['none', 'gzip', 'snappy', 'lz4', 'zstd'])
+        .default('none')
+        .describe('Compression of each record batch.'),
+      maxMessageBytes: z
+        .number()
+        .int()
+        .min(1)
+        .default(MiB)
+        .describe(
+          'Largest message (key + value + headers) accepted; a larger one fails at once with KAFKIT_MESSAGE_TOO_LARGE and nothing else is affected.'
+        ),
+      bufferMemory: z
+        .number()
+        .int()
+        .min(1024)
+        .default(32 * MiB)
+        .describe('Bytes of messages held (waiting or in flight) before sends wait or fail (bufferFullBehavior).'),
+      bufferFullBehavior: z
+        .enum(['wait', 'fail'])
+        .default('wait')
+        .describe(
+          'When bufferMemory is used up: `wait` holds the send until there is room (at most maxBlockMs), `fail` rejects it at once with KAFKIT_PRODUCER_BUFFER_FULL.'
+        ),
+      maxBlockMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(60_000)
+        .describe('Longest a send waits for buffer room before it fails with KAFKIT_PRODUCER_BUFFER_FULL.'),
+      sendTimeoutMs: z
+        .number()
+        .int()
+        .min(1)
+        .default(30_000)
+        .describe(
+          'A message not acknowledged this long after send() fails with KAFKIT_SEND_TIMEOUT (retries included; one already in flight may still be written).'
+        ),
+      maxRetries: z
+        .number()
+        .int()
+        .min(0)
+        .default(5)
+        .describe(
+          'Retries of a request that failed with a retriable error (leader moved, broker unreachable, not enough replicas); other errors are not retried. KAFKA_PRODUCER_MAX_ATTEMPTS counts attempts, so it sets this to attempts - 1. With idempotence, 0 or at least 2 (retries reuse the sequence numbers, so the broker drops duplicates).'
+        ),
+      retryBackoff: z
+        .strictObject({
+          baseMs: z
+            .number()
+            .int()
+            .min(0)
+            .default(100)
+            .describe('Cap of the first retry delay (seed 002 base_backoff_ms).'),
+          maxMs: z.number().int().min(0).default(5_000).describe('Largest retry delay.')
+        })
+        .prefault({})
+        .describe(
+          'Exponential backoff with full jitter between retries: a random delay in [0, min(maxMs, baseMs * 2^(retry-1))].'
+        ),
+      breaker: z
+        .strictObject({
+          enabled: z.boolean().default(true).describe('Use the circuit breaker.'),
+          threshold: z
+            .number()
+            .int()
+            .min(1)
+            .default(5)
+            .describe('Consecutive failed requests (retries exhausted) that open the breaker.'),
+          cooldownMs: z
+            .number()
+            .int()
+            .min(0)
+            .default(60_000)
+            .describe('How long it stays open (sends fail fast with KAFKIT_CIRCUIT_OPEN) before one probe message.')
+        })
+        .prefault({})
+        .describe('Circuit breaker (seed 002): fails sends fast while the cluster keeps failing.'),
+      dlqTopic: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          'Dead-letter topic (seed 004) for messages whose retries ran out: they are written there with `kafkit-dlq-*` headers and send() resolves with status `dead-lettered`. Not used inside transactions.'
+        ),
+      partitioner: z
+        .enum(['murmur2', 'round-robin'])
+        .default('murmur2')
+        .describe(
+          "`murmur2`: keyed messages by Java's default hash (same partition as a Java producer), keyless ones stick to one partition per batch, moving on batch by batch; `round-robin`: every message to the next partition, keys ignored. A function (message, key bytes, partition count) => partition is accepted in code."
+        ),
+      stampHeaders: z
+        .boolean()
+        .default(true)
+        .describe('Add `event-id` (UUIDv7) and `timestamp` (RFC 3339) to messages that lack them.'),
+      async: z
+        .boolean()
+        .default(false)
+        .describe(
+          'Seed 004 async writes: send() resolves (status `queued`) once the message is buffered, not acknowledged; failures go to metrics, the `failed` event and the DLQ.'
+        ),
+      transactionalId: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          'Transactional id: a restarted producer with the same id fences its predecessor. Absent: transactions still work with a random id (no fencing across restarts).'
+        ),
+      autocreateTopics: z
+        .boolean()
+        .default(false)
+        .describe('Let the broker create a missing topic on first use (if the broker allows it).'),
+      metadataMaxAgeMs: z
+        .number()
+        .int()
+        .min(100)
+        .default(30_000)
+        .describe('How often partition counts are refreshed (new partitions start receiving keyless messages).')
+    })
+    .superRefine((options, context) => {
+      if (options.idempotent && options.acks !== -1) {
+        context.addIssue({
+          code: 'custom',
+          path: ['acks'],
+          message: '-1 while idempotent is true (idempotence needs acknowledgement by all in-sync replicas)'
+        })
+      }
+      if (options.idempotent && options.maxRetries === 1) {
+        context.addIssue({
+          code: 'custom',
+          path: ['maxRetries'],
+          message:
+            '0 or at least 2 while idempotent is true (@platformatic/kafka turns a single retry of an idempotent producer into unlimited ones)'
+        })
+      }
+      if (options.retryBackoff.maxMs < options.retryBackoff.baseMs) {
+        context.addIssue({
+          code: 'custom',
+          path: ['retryBackoff', 'maxMs'],
+          message: `at least retryBackoff.baseMs (${options.retryBackoff.baseMs})`
+        })
+      }
+    })
+})
+
+/** What the constructor takes (besides functions): every key optional, with its default. */
+export type ProducerOptions = z.input<typeof producerOptions.schema>
+/** The resolved, frozen options. */
+export type ProducerConfig = z.output<typeof producerOptions.schema>
