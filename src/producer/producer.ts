@@ -187,6 +187,8 @@ interface Batch {
   due: boolean
   /** All records go to one topic-partition (the offsets are then base + index). */
   single: boolean
+  /** Sent alone (nothing else in flight meanwhile): the one-by-one re-sends of a split batch keep their order. */
+  exclusive: boolean
 }
 
 interface TopicInfo {
@@ -241,6 +243,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
   #bufferedMessages = 0
   #lingerTimer: NodeJS.Timeout | undefined
   #pumpScheduled = false
+  #exclusiveInFlight = false
   #flushing = 0
   #sweeper: NodeJS.Timeout | undefined
   #readyWaiter: PromiseWithResolvers<void> | undefined
@@ -831,7 +834,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
       batch = undefined
     }
     if (batch === undefined) {
-      batch = { id: ++this.#batchSeq, records: [], bytes: 0, tx: record.tx, due: false, single: true }
+      batch = { id: ++this.#batchSeq, records: [], bytes: 0, tx: record.tx, due: false, single: true, exclusive: false }
       this.#open = batch
     } else if (batch.single) {
       const first = batch.records[0] as PendingRecord
@@ -877,7 +880,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
 
   /** Dispatches ready batches while request slots are free; a due open batch is sealed first. */
   #pump(): void {
-    while (this.#inFlight.size < this.config.maxInFlight) {
+    while (this.#inFlight.size < this.config.maxInFlight && !this.#exclusiveInFlight) {
       let batch = this.#ready[0]
       if (batch === undefined) {
         const open = this.#open
@@ -889,6 +892,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
       }
       // A transaction's batches wait until the client's transaction has begun.
       if (batch.tx !== undefined && batch.tx.client === undefined) return
+      if (batch.exclusive && this.#inFlight.size > 0) return
       this.#ready.shift()
       this.#dispatch(batch)
     }
@@ -910,6 +914,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
       messages[i] = record as unknown as Bytes
     }
     this.#inFlight.add(batch)
+    if (batch.exclusive) this.#exclusiveInFlight = true
     const options = { messages, acks: this.config.acks }
     const sent = batch.tx?.client !== undefined ? batch.tx.client.send(options) : this.#client.send(options)
     sent.then(
@@ -920,6 +925,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
 
   #onSent(batch: Batch, records: PendingRecord[], result: ProduceResult): void {
     this.#inFlight.delete(batch)
+    if (batch.exclusive) this.#exclusiveInFlight = false
     const now = performance.now()
     const offsets = result.offsets
     let base: bigint | undefined
@@ -985,6 +991,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
 
   #onFailed(batch: Batch, records: PendingRecord[], error: unknown): void {
     this.#inFlight.delete(batch)
+    if (batch.exclusive) this.#exclusiveInFlight = false
     const { written, failed } = partitionOutcomes(error)
     const groups = new Map<string, PendingRecord[]>()
     for (const record of records) {
@@ -1036,7 +1043,15 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     if (split.length > 0) {
       const singles = split.map(record => {
         record.state = BUFFERED
-        return { id: ++this.#batchSeq, records: [record], bytes: record.size, tx: batch.tx, due: true, single: true }
+        return {
+          id: ++this.#batchSeq,
+          records: [record],
+          bytes: record.size,
+          tx: batch.tx,
+          due: true,
+          single: true,
+          exclusive: true
+        }
       })
       this.#ready.unshift(...singles)
     }
