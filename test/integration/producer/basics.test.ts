@@ -154,3 +154,44 @@ test('await using closes the producer and flushes fire-and-forget sends', async 
   const records = await readTopic(brokers, topic, 50, { quietMs: 300 })
   assert.equal(records.length, 50)
 })
+
+test('acks 1 and 0 without idempotence, and every compression codec, read back intact', async t => {
+  const brokers = bootstrapServers()
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers })
+  t.after(drop)
+  const leader = new Producer<string>({ brokers, topic, env: {}, valueSerde: stringSerde, idempotent: false, acks: 1 })
+  t.after(() => leader.close())
+  const one = await leader.send({ value: 'acks-1' })
+  assert.equal(one.status, 'sent')
+  assert.equal(typeof one.offset, 'bigint')
+  const none = new Producer<string>({
+    brokers,
+    topic,
+    env: { KAFKA_PRODUCER_REQUIRE_ACKS: '0', KAFKA_PRODUCER_IDEMPOTENT: 'false' },
+    valueSerde: stringSerde
+  })
+  t.after(() => none.close())
+  const zero = await none.send({ value: 'acks-0' })
+  assert.equal(zero.status, 'sent')
+  assert.equal(zero.offset, undefined, 'acks 0: no offset comes back')
+
+  const codecs = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const
+  const text = 'compressible text '.repeat(200)
+  for (const compression of codecs) {
+    const producer = new Producer<string>({ brokers, topic, env: {}, valueSerde: stringSerde, compression })
+    const outcomes = await producer.sendBatch(
+      Array.from({ length: 20 }, (_, i) => ({ value: `${compression}-${i}-${text}` }))
+    )
+    assert.ok(
+      outcomes.every(o => o.ok),
+      compression
+    )
+    await producer.close()
+  }
+  const records = await readTopic(brokers, topic, 2 + codecs.length * 20, { quietMs: 500 })
+  const values = new Set(records.map(r => r.value.toString()))
+  assert.ok(values.has('acks-1') && values.has('acks-0'))
+  for (const compression of codecs) {
+    for (let i = 0; i < 20; i++) assert.ok(values.has(`${compression}-${i}-${text}`), `${compression} message ${i}`)
+  }
+})

@@ -63,4 +63,5 @@ test('a message over the topic limit fails alone; the rest of its batch is writt
   assert.equal(metrics.messagesSent, 9)
   assert.equal(metrics.messagesFailed, 2)
   assert.equal(metrics.breakerState, 'closed', 'an oversized message says nothing about broker health')
+  assert.equal(metrics.retries, 0, 'MESSAGE_TOO_LARGE is not retriable: never retried')
 })
