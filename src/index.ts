@@ -46,3 +46,11 @@ export {
   type HeaderValue
 } from './message/headers.ts'
 export { jsonSerde, stringSerde, bytesSerde, utf8Strict, type Serde } from './message/serde.ts'
+export {
+  listDeadLetters,
+  showDeadLetter,
+  matchesFilter,
+  type DeadLetterFilter,
+  type DeadLetterEntry,
+  type DeadLetterListing
+} from './operations/dead-letter-inspector.ts'

@@ -4,12 +4,14 @@
  */
 import { Command } from 'commander'
 import { isKafkitError } from '../errors/kafkit-error.ts'
+import { dlqCommand } from './dlq-command.ts'
 import { kafkaCommand } from './kafka-command.ts'
 
 const program = new Command('kafkit')
   .description('Reliable Kafka pipelines and event-driven services for Node.js')
   .showHelpAfterError()
 program.addCommand(kafkaCommand())
+program.addCommand(dlqCommand())
 
 try {
   await program.parseAsync(process.argv)
