@@ -92,8 +92,8 @@ test('list filters and counts, show prints one record with its metadata', async 
       ...records.map(r => ({
         topic: dlq,
         partition: 0,
-        key: r.key ?? undefined,
-        value: r.value ?? undefined,
+        ...(r.key === null ? {} : { key: r.key }),
+        value: r.value as Buffer,
         headers: new Map(r.headerEntries.map(([name, value]) => [Buffer.from(name), value]))
       })),
       { topic: dlq, partition: 0, key: Buffer.from('x'), value: Buffer.from('written by another tool') }
