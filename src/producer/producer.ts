@@ -131,7 +131,8 @@ class PendingRecord {
     headers: Map<Buffer, Buffer> | undefined,
     timestamp: bigint | undefined,
     size: number,
-    eventId: string | undefined
+    eventId: string | undefined,
+    enqueuedAt: number
   ) {
     this.topic = topic
     this.key = key
@@ -141,7 +142,7 @@ class PendingRecord {
     this.message = message
     this.size = size
     this.eventId = eventId
-    this.enqueuedAt = performance.now()
+    this.enqueuedAt = enqueuedAt
   }
 
   /** The promise send() returns; a shared executor, so no closure is allocated per message for it. */
@@ -201,6 +202,18 @@ const EVENT_ID = Buffer.from(StandardHeader.eventId)
 const TIMESTAMP = Buffer.from(StandardHeader.timestamp)
 const noop = () => undefined
 const RESOLVED = Promise.resolve()
+
+/** BigInt(n) for the small offsets within a batch, allocated once. */
+const SMALL_BIGINTS: bigint[] = []
+function smallBigInt(n: number): bigint {
+  if (n >= 4096) return BigInt(n)
+  let value = SMALL_BIGINTS[n]
+  if (value === undefined) {
+    for (let i = SMALL_BIGINTS.length; i <= n; i++) SMALL_BIGINTS.push(BigInt(i))
+    value = SMALL_BIGINTS[n]
+  }
+  return value
+}
 
 let stampMs = -1
 let stampBytes = Buffer.alloc(0)
@@ -325,7 +338,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
    * retries ran out (`dead-lettered`). Rejects with a coded KafkitError otherwise.
    */
   send(input: OutgoingMessage<V> | MessageBuilder<V>, options?: SendOptions): Promise<SendResult> {
-    return this.#submit(input, options?.signal, undefined, 0) as Promise<SendResult>
+    return this.#submit(input, options?.signal, undefined, 0, performance.now()) as Promise<SendResult>
   }
 
   /**
@@ -348,9 +361,11 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
       signal.addEventListener('abort', onAbort, { once: true })
       group.cleanup = () => signal.removeEventListener('abort', onAbort)
     }
+    // One clock reading for the whole call: its messages are all sent at this instant.
+    const now = performance.now()
     for (let i = 0; i < inputs.length; i++) {
       // With a group, #submit reports into it and returns nothing to await.
-      void this.#submit(inputs[i] as OutgoingMessage<V>, signal?.aborted ? signal : undefined, group, i)
+      void this.#submit(inputs[i] as OutgoingMessage<V>, signal?.aborted ? signal : undefined, group, i, now)
     }
     return group.promise
   }
@@ -494,7 +509,8 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     input: OutgoingMessage<V> | MessageBuilder<V>,
     signal: AbortSignal | undefined,
     group: SendGroup | undefined,
-    index: number
+    index: number,
+    now: number
   ): Promise<SendResult> | undefined {
     const message = input instanceof MessageBuilder ? input.build() : input
     if (this.#closing) {
@@ -518,7 +534,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     }
     let record: PendingRecord
     try {
-      record = this.#prepare(message)
+      record = this.#prepare(message, now)
     } catch (error) {
       return this.#refuse(message, error as Error, undefined, group, index)
     }
@@ -572,7 +588,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     return answer
   }
 
-  #prepare(message: OutgoingMessage<V>): PendingRecord {
+  #prepare(message: OutgoingMessage<V>, now: number): PendingRecord {
     if (typeof message !== 'object' || message === null) {
       throw new SerializationError(
         `a message must be an object with a value, got ${message === null ? 'null' : typeof message}`
@@ -662,7 +678,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
       if (!Number.isFinite(ms)) throw new SerializationError(`a message to ${topic} has an invalid timestamp`)
       timestamp = BigInt(Math.trunc(ms))
     }
-    return new PendingRecord(message, topic, key, value, headers, timestamp, size, eventId)
+    return new PendingRecord(message, topic, key, value, headers, timestamp, size, eventId, now)
   }
 
   #headerName(name: string): Buffer {
@@ -945,6 +961,8 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     let sent = 0
     let releasedBytes = 0
     let releasedMessages = 0
+    let runAt = -1
+    let runCount = 0
     for (let i = 0; i < records.length; i++) {
       const record = records[i] as PendingRecord
       bytes += record.size
@@ -963,10 +981,17 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
         ordinals.set(key, ordinal + 1)
       }
       if (record.state === SETTLED) continue
-      const offset = start === undefined ? undefined : start + BigInt(ordinal)
+      const offset = start === undefined ? undefined : start + smallBigInt(ordinal)
       record.state = SETTLED
       if (record.cleanup !== undefined) record.cleanup()
-      latency.record((now - record.enqueuedAt) * 1000)
+      // Messages sent together (sendBatch) share one clock reading: one histogram entry for the run.
+      if (record.enqueuedAt === runAt) {
+        runCount++
+      } else {
+        if (runCount > 0) latency.record((now - runAt) * 1000, runCount)
+        runAt = record.enqueuedAt
+        runCount = 1
+      }
       sent++
       const result: SendResult = {
         status: 'sent',
@@ -978,6 +1003,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
       if (record.group !== undefined) record.group.settle(record.index, { ok: true, result })
       else if (record.resolve !== undefined) record.resolve(result)
     }
+    if (runCount > 0) latency.record((now - runAt) * 1000, runCount)
     this.#bufferedBytes -= releasedBytes
     this.#bufferedMessages -= releasedMessages
     counters.messagesSent += sent

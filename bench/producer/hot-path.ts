@@ -1,0 +1,58 @@
+/**
+ * Kafkit's own cost per message, without a broker: the client's `send` is replaced by an
+ * acknowledgement on the next turn of the event loop, so what is left is Kafkit (prepare, buffer,
+ * batch, settle, promises) and the garbage it makes. A development tool for the hot path, not a
+ * benchmark of Kafka: `node --conditions=development bench/producer/hot-path.ts [messages]`.
+ * Env: MODE=send (per-message send(), default) or MODE=batch (sendBatch of 500), BUF (bufferMemory).
+ */
+import { bytesSerde } from '../../src/message/serde.ts'
+import { Producer } from '../../src/producer/index.ts'
+
+const total = Number(process.argv[2] ?? 1_000_000)
+const producer = new Producer<Buffer>({
+  brokers: ['127.0.0.1:1'],
+  topic: 't',
+  env: {},
+  valueSerde: bytesSerde,
+  batchSize: 500,
+  stampHeaders: process.env.STAMP === '1',
+  bufferMemory: Number(process.env.BUF ?? 32 * 1024 * 1024)
+})
+let base = 0n
+const client = producer.client as unknown as Record<string, unknown>
+client.send = (options: { messages: unknown[] }) => {
+  const offset = base
+  base += BigInt(options.messages.length)
+  return new Promise(resolve => setImmediate(() => resolve({ offsets: [{ topic: 't', partition: 0, offset }] })))
+}
+client.metadata = () => Promise.resolve({ topics: new Map([['t', { partitionsCount: 1 }]]) })
+client.close = () => Promise.resolve()
+
+const value = Buffer.alloc(1024, 'x')
+await producer.send({ value })
+let failed = 0
+const onError = () => failed++
+for (let round = 0; round < 3; round++) {
+  const cpu = process.cpuUsage()
+  const started = performance.now()
+  if (process.env.MODE === 'batch') {
+    const inFlight: Promise<unknown>[] = []
+    for (let i = 0; i < total; i += 500) {
+      inFlight.push(producer.sendBatch(Array.from({ length: 500 }, () => ({ value }))))
+      if (inFlight.length >= 5) await inFlight.shift()
+    }
+    await Promise.all(inFlight)
+  } else {
+    for (let i = 0; i < total; i++) {
+      await producer.ready
+      producer.send({ value }).catch(onError)
+    }
+  }
+  await producer.flush()
+  const used = process.cpuUsage(cpu)
+  const wall = ((performance.now() - started) * 1e6) / total
+  console.log(
+    `round ${round}: ${(((used.user + used.system) / total) * 1000).toFixed(0)} ns cpu, ${wall.toFixed(0)} ns wall per message (failed ${failed})`
+  )
+}
+await producer.close()
