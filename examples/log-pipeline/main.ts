@@ -14,7 +14,7 @@ import { Producer, ProduceAcks } from '@platformatic/kafka'
 import { MultiBar, Presets } from 'cli-progress'
 import { Sink, type ConsumedMessage, type SinkWriter } from 'kafkit'
 import { PostgresSink, pgliteDatabase, type SqlDatabase } from 'kafkit/postgres'
-import { createTestTopic, kafkaStatus, startKafka, stopKafka, uniqueName } from 'kafkit/testing'
+import { createTestTopic, uniqueName, useKafka } from 'kafkit/testing'
 import { generateLogEvent, type LogEvent } from './log-events.ts'
 
 const { values } = parseArgs({
@@ -29,13 +29,8 @@ if (!Number.isInteger(badEvery) || badEvery < 0) {
 }
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
-let brokers = process.env.KAFKA_BROKERS?.split(',')
-let startedHere = false
-if (!brokers) {
-  startedHere = !(await kafkaStatus())?.nodes.every(n => n.running)
-  const cluster = await startKafka({ log: line => console.error(line) })
-  brokers = cluster.bootstrapServers
-}
+const kafka = await useKafka({ log: line => console.error(line) })
+const brokers = kafka.bootstrapServers
 console.log(`Kafka: ${brokers.join(',')}`)
 const runId = uniqueName('run')
 
@@ -266,5 +261,5 @@ for (const target of targets) {
 console.log(`  throughput      ${Math.round(total / seconds)} events/s produced and sunk (${seconds.toFixed(2)} s)`)
 console.log(`  all accounted for: ${ok ? 'yes' : 'NO'}`)
 for (const topic of topics) await topic.delete().catch(() => undefined)
-if (startedHere) await stopKafka()
+await kafka.release()
 if (!ok) process.exitCode = 1

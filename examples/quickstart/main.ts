@@ -15,20 +15,15 @@ import {
   stringSerializers
 } from '@platformatic/kafka'
 import { MultiBar, Presets } from 'cli-progress'
-import { createTestTopic, kafkaStatus, startKafka, stopKafka, uniqueName } from 'kafkit/testing'
+import { createTestTopic, uniqueName, useKafka } from 'kafkit/testing'
 
 const { values } = parseArgs({ options: { count: { type: 'string', default: '20000' } } })
 const total = Number(values.count)
 if (!Number.isInteger(total) || total < 1)
   throw new Error(`--count must be a positive whole number, got "${values.count}"`)
 
-let brokers = process.env.KAFKA_BROKERS?.split(',')
-let startedHere = false
-if (!brokers) {
-  startedHere = !(await kafkaStatus())?.nodes.every(n => n.running)
-  const cluster = await startKafka({ log: line => console.error(line) })
-  brokers = cluster.bootstrapServers
-}
+const kafka = await useKafka({ log: line => console.error(line) })
+const brokers = kafka.bootstrapServers
 console.log(`Kafka: ${brokers.join(',')}`)
 
 const { topic } = await createTestTopic({ bootstrapServers: brokers, partitions: 3, prefix: 'kafkit.demo.events' })
@@ -93,5 +88,5 @@ console.log(`  produced     ${total}`)
 console.log(`  consumed     ${seen.size} distinct, ${duplicates} duplicated, ${missing} missing`)
 console.log(`  throughput   ${Math.round(total / seconds)} msgs/s end to end (${seconds.toFixed(2)} s)`)
 console.log(`  all accounted for: ${missing === 0 && duplicates === 0 ? 'yes' : 'NO'}`)
-if (startedHere) await stopKafka()
+await kafka.release()
 if (missing !== 0 || duplicates !== 0) process.exitCode = 1

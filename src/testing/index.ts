@@ -9,6 +9,8 @@ export {
   stopNode,
   pauseNode,
   restartNodes,
+  useKafka,
+  type KafkaLease,
   type LocalKafkaOptions,
   type LocalKafkaCluster,
   type LocalKafkaNode,

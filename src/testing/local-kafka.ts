@@ -411,3 +411,28 @@ export async function restartNodes(cluster: LocalKafkaCluster, readyTimeoutMs = 
   const restarted = await startKafka(options)
   for (const node of cluster.nodes) node.pid = nodeOf(restarted, node.nodeId).pid
 }
+
+export interface KafkaLease {
+  bootstrapServers: string[]
+  /** Stops the local Kafka only when this lease started it; a no-op for KAFKA_BROKERS or a running one. */
+  release: () => Promise<void>
+}
+
+/**
+ * The cluster a program should use: `KAFKA_BROKERS` when set, otherwise the local Kafka, started if
+ * needed. Programs (the demos) call `release()` at the end and leave a broker they found running alone.
+ */
+export async function useKafka(options: LocalKafkaOptions = {}): Promise<KafkaLease> {
+  const configured = process.env.KAFKA_BROKERS?.split(',')
+    .map(s => s.trim())
+    .filter(Boolean)
+  if (configured && configured.length > 0) return { bootstrapServers: configured, release: async () => {} }
+  const wasRunning = (await kafkaStatus(options))?.nodes.every(n => n.running) ?? false
+  const cluster = await startKafka(options)
+  return {
+    bootstrapServers: cluster.bootstrapServers,
+    release: async () => {
+      if (!wasRunning) await stopKafka(options)
+    }
+  }
+}
