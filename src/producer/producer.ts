@@ -212,7 +212,7 @@ function smallBigInt(n: number): bigint {
     for (let i = SMALL_BIGINTS.length; i <= n; i++) SMALL_BIGINTS.push(BigInt(i))
     value = SMALL_BIGINTS[n]
   }
-  return value
+  return value ?? BigInt(n)
 }
 
 let stampMs = -1
