@@ -125,9 +125,10 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
             `CREATE TABLE IF NOT EXISTS ${this.#offsets} ("group" text NOT NULL, topic text NOT NULL, partition integer NOT NULL, next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY ("group", topic, partition))`
           )
         } catch (error) {
-          // Two workers creating it at once: one of them loses on the catalog's unique index; fine.
-          if ((error as { code?: string }).code !== '23505' && (error as { code?: string }).code !== '42P07')
-            throw error
+          // Two workers creating it at once: the loser fails on the catalog (23505 unique_violation on
+          // pg_type, 42710 duplicate_object for the table's row type, or 42P07 duplicate_table); the
+          // table exists either way.
+          if (!['23505', '42710', '42P07'].includes((error as { code?: string }).code ?? '')) throw error
         }
       }, signal)
       .catch((error: unknown) => {
