@@ -157,7 +157,8 @@ class PendingRecord {
 /** The messages of one sendBatch call: one promise for all, one outcome per message. */
 class SendGroup {
   readonly outcomes: SendOutcome[]
-  readonly records: PendingRecord[] = []
+  /** Only kept when the call has an abort signal (it must reach every record). */
+  records: PendingRecord[] | undefined
   remaining: number
   readonly promise: Promise<SendOutcome[]>
   readonly #resolve: (outcomes: SendOutcome[]) => void
@@ -356,10 +357,11 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     const signal = options?.signal
     if (signal !== undefined && !signal.aborted) {
       const onAbort = () => {
-        for (const record of group.records) this.#abortRecord(record, signal.reason as Error)
+        for (const record of group.records ?? []) this.#abortRecord(record, signal.reason as Error)
       }
       signal.addEventListener('abort', onAbort, { once: true })
       group.cleanup = () => signal.removeEventListener('abort', onAbort)
+      group.records = []
     }
     // One clock reading for the whole call: its messages are all sent at this instant.
     const now = performance.now()
@@ -556,7 +558,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     if (group !== undefined) {
       record.group = group
       record.index = index
-      group.records.push(record)
+      group.records?.push(record)
     } else if (this.config.async) {
       record.queued = Promise.withResolvers<SendResult>()
       answer = record.queued.promise
@@ -923,12 +925,9 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
       }
     }
     if (live.length === 0) return
-    const messages = new Array<Bytes>(live.length)
-    for (let i = 0; i < live.length; i++) {
-      const record = live[i] as PendingRecord
-      record.state = IN_FLIGHT
-      messages[i] = record as unknown as Bytes
-    }
+    for (const record of live) record.state = IN_FLIGHT
+    // The records are the client's messages (they have the MessageToProduce fields): no copy.
+    const messages = live as unknown as Bytes[]
     this.#inFlight.add(batch)
     if (batch.exclusive) this.#exclusiveInFlight = true
     const options = { messages, acks: this.config.acks }

@@ -122,3 +122,34 @@ test('latency histogram: percentiles within one bucket (~6%), exact max and mean
     assert.ok(LatencyHistogram.bucketUpper(bucket) > v || v >= 2 ** 32, `bucket of ${v} covers it`)
   }
 })
+
+test('an abort signal drops a message that is not sent yet, for send() and sendBatch()', async t => {
+  // Nothing listens on the port: the partitions never load, so the messages wait to be admitted.
+  const producer = new Producer<string>({
+    brokers,
+    topic: 't',
+    env: {},
+    valueSerde: stringSerde,
+    connectTimeoutMs: 200
+  })
+  t.after(() => producer.close({ timeoutMs: 100 }))
+  const already = AbortSignal.abort(new Error('stopped before'))
+  await assert.rejects(producer.send({ value: 'a' }, { signal: already }), /stopped before/)
+  const early = await producer.sendBatch([{ value: 'b' }, { value: 'c' }], { signal: already })
+  assert.deepEqual(
+    early.map(o => (o.ok ? 'sent' : o.error.message)),
+    ['stopped before', 'stopped before']
+  )
+
+  const controller = new AbortController()
+  const single = producer.send({ value: 'd' }, { signal: controller.signal })
+  const batch = producer.sendBatch([{ value: 'e' }, { value: 'f' }], { signal: controller.signal })
+  assert.equal(producer.metrics().buffered.messages, 3, 'waiting for the partitions')
+  controller.abort(new Error('shutting down'))
+  await assert.rejects(single, /shutting down/)
+  assert.deepEqual(
+    (await batch).map(o => (o.ok ? 'sent' : o.error.message)),
+    ['shutting down', 'shutting down']
+  )
+  assert.equal(producer.metrics().messagesFailed, 6)
+})
