@@ -13,7 +13,9 @@ test('reads exactly the records present at the start, from a given offset per pa
   const producer = new Producer({
     clientId: 'snapshot-test',
     bootstrapBrokers: brokers,
-    serializers: stringSerializers
+    serializers: stringSerializers,
+    // Under load a timed-out send is retried; without idempotence that would duplicate records.
+    idempotent: true
   })
   t.after(() => producer.close())
   await producer.send({
