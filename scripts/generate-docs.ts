@@ -10,6 +10,7 @@ import { postgresSinkOptions } from '../src/postgres/options.ts'
 import { clickHouseSinkOptions } from '../src/clickhouse/options.ts'
 import { sinkOptions } from '../src/sink/options.ts'
 import { producerOptions } from '../src/producer/options.ts'
+import { consumerOptions } from '../src/consumer/options.ts'
 
 export function errorsTable(): string {
   const rows = Object.entries(errorCodes).map(([code, meaning]) => `| \`${code}\` | ${meaning} |`)
@@ -24,7 +25,8 @@ export const generated: Record<string, { file: string; render: () => string }> =
   sink: { file: 'docs/options.md', render: () => sinkOptions.table() },
   'postgres-sink': { file: 'docs/options.md', render: () => postgresSinkOptions.table() },
   'clickhouse-sink': { file: 'docs/options.md', render: () => clickHouseSinkOptions.table() },
-  producer: { file: 'docs/options.md', render: () => producerOptions.table() }
+  producer: { file: 'docs/options.md', render: () => producerOptions.table() },
+  consumer: { file: 'docs/options.md', render: () => consumerOptions.table() }
 }
 
 export function replaceSection(text: string, name: string, body: string): string {

@@ -31,6 +31,8 @@ export {
 } from './operations/topic-snapshot.ts'
 // Message handling: error kinds, executor (in-place retries), router, middleware, DLQ records, breaker.
 export * from './handling/index.ts'
+// Consumer runtime: groups, offsets, per-key concurrency, backpressure, lifecycle, metrics.
+export * from './consumer/index.ts'
 // Sinks: the runner and the writer contract (database writers: kafkit/postgres, kafkit/clickhouse).
 export * from './sink/index.ts'
 // Producer: batching, backpressure, Java-compatible partitioning, retries, breaker, DLQ, transactions.

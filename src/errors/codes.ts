@@ -32,6 +32,11 @@ export const errorCodes = {
   KAFKIT_DLQ_RECORD_INVALID:
     'A record read as a dead-letter record lacks a Kafkit DLQ header or has one that does not parse.',
   KAFKIT_DLQ_WRITE_FAILED: 'Producing a dead-letter record was not acknowledged within the allowed attempts.',
+  KAFKIT_CONSUMER_STATE: 'A consumer lifecycle call does not fit its state (e.g. start() on a consumer already started).',
+  KAFKIT_PARTITION_REVOKED:
+    'A handler was aborted because its partition was revoked; the record is redelivered to the next owner.',
+  KAFKIT_CONSUMER_STOPPED:
+    'A handler was aborted because the consumer stopped past shutdownTimeoutMs; the record stays uncommitted.',
   KAFKIT_SINK_WRITE_FAILED:
     'A sink could not store a batch in its database; nothing of the batch was stored or committed (retryable when the database was unreachable).',
   KAFKIT_SINK_MAPPING_FAILED:

@@ -1,0 +1,801 @@
+/**
+ * The consumer runtime: an at-least-once worker on @platformatic/kafka's group consumer. It fetches
+ * (one stream, auto-commit off), orders work per partition or per key, runs each record through
+ * message handling (src/handling: router, middleware, error kinds, in-place retries, breaker), writes
+ * dead-letter records and waits for their acknowledgement, and commits per partition only the offset
+ * below which every record is settled (OffsetTracker).
+ *
+ * Rebalances (the client offers no hook that can delay a rejoin, so Kafkit works around it):
+ * - eager (classic + roundrobin): when a rebalance starts, dispatching stops, settled offsets are
+ *   committed at once (the group still accepts the old generation while it waits for members), work in
+ *   flight may finish for up to `revokeDrainMs` and is committed again; after the new assignment,
+ *   partitions kept go on where they were, partitions lost are dropped and their leftover work aborted;
+ * - cooperative-sticky and the consumer protocol (KIP-848): only the partitions that move are revoked;
+ *   they stop dispatching, their in-flight work may finish for up to `revokeDrainMs` and is committed
+ *   while the generation has not moved on, then they are let go.
+ * A commit is only ever sent for partitions the client owns (or is still giving up in the same
+ * generation), so a worker never overwrites the new owner's position.
+ */
+import { EventEmitter } from 'node:events'
+import {
+  Admin,
+  Consumer as ClientConsumer,
+  FetchIsolationLevels,
+  MessagesStreamFallbackModes,
+  MessagesStreamModes,
+  Producer as ClientProducer,
+  type ConsumerOptions as ClientConsumerOptions,
+  type MessagesStream
+} from '@platformatic/kafka'
+import { toClientOptions } from '../config/connection.ts'
+import { ConfigError } from '../errors/kafkit-error.ts'
+import { ConsumerCircuitBreaker } from '../handling/consumer-breaker.ts'
+import { DeadLetterWriter } from '../handling/dead-letter-writer.ts'
+import type { ErrorKind } from '../handling/errors.ts'
+import { HandlerExecutor, type BatchOutcome, type HandlingOutcome } from '../handling/handler-executor.ts'
+import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
+import { timeoutMiddleware } from '../handling/middleware/timeout.ts'
+import type { BatchHandler, ConsumedMessage, MessageHandler, Middleware } from '../handling/types.ts'
+import { jsonSerde, type Serde } from '../message/serde.ts'
+import { ensureTopics } from '../topology/topic-plan.ts'
+import { decodeRecord, type RawRecord } from './decode.ts'
+import { ConsumerStateError, PartitionRevokedError, ConsumerStoppedError } from './errors.ts'
+import { ConsumerMetricsRecorder, type ConsumerMetrics, type PartitionLag } from './metrics.ts'
+import { OffsetTracker } from './offset-tracker.ts'
+import { consumerOptions, type ConsumerConfig, type ConsumerOptions } from './options.ts'
+import { PartitionQueue } from './partition-queue.ts'
+
+/** Replayed dead-letter records meant for one group only carry this header (see `kafkit dlq replay`). */
+export const REPLAY_GROUP_HEADER = 'kafkit-replay-group'
+
+export type ConsumerHealth = 'idle' | 'starting' | 'running' | 'paused' | 'stopping' | 'stopped' | 'failed'
+
+/** Anything with a `handler()` (an EventRouter) works where a handler is expected. */
+export interface HandlerSource<V> {
+  handler(): MessageHandler<V>
+}
+
+export interface ConsumerInit<V = unknown> extends Partial<ConsumerOptions> {
+  /** The per-message handler, or an EventRouter. One of handler and batchHandler is required. */
+  handler?: MessageHandler<V> | HandlerSource<V>
+  /** Consecutive records of one partition at a time (partition ordering only). */
+  batchHandler?: BatchHandler<V>
+  /** Wrapped around `handler`, the first outermost. */
+  middleware?: readonly Middleware<V>[]
+  /** Decodes record values; default JSON (strict UTF-8). */
+  valueSerde?: Serde<V>
+  /** Overrides the error classification; undefined falls back to the defaults (seed 004's lists). */
+  classify?: (error: unknown) => ErrorKind | undefined
+  logger?: HandlingLogger
+  /** Environment to read `KAFKA_*` from (default process.env). */
+  env?: NodeJS.ProcessEnv
+}
+
+export interface ConsumerEvents {
+  health: [{ from: ConsumerHealth; to: ConsumerHealth }]
+  assigned: [{ topic: string; partition: number }[]]
+  revoked: [{ topic: string; partition: number }[]]
+  commit: [{ offsets: { topic: string; partition: number; offset: bigint }[]; latencyMs: number }]
+  /** One record reached a verdict (done, business, dead-letter after the DLQ acknowledged, skipped). */
+  settled: [{ topic: string; partition: number; offset: bigint; outcome: SettledOutcome }]
+}
+
+export type SettledOutcome = 'done' | 'business' | 'dead-letter' | 'skipped'
+
+interface PartitionState {
+  readonly id: string
+  readonly topic: string
+  readonly partition: number
+  readonly queue: PartitionQueue<RawRecord>
+  readonly tracker: OffsetTracker
+  /** Aborts the handlers of this partition (revoke, stop). */
+  readonly controller: AbortController
+  highest: bigint
+  /** Set while the partition is being given up: the generation it is given up in. */
+  revokedIn?: number | undefined
+  /** Called when its last in-flight work ended. */
+  onIdle?: (() => void) | undefined
+}
+
+function partitionId(topic: string, partition: number): string {
+  return `${topic}\u0000${partition}`
+}
+
+function isHandlerSource<V>(value: unknown): value is HandlerSource<V> {
+  return typeof value === 'object' && value !== null && typeof (value as HandlerSource<V>).handler === 'function'
+}
+
+export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
+  readonly config: Readonly<ConsumerConfig>
+  readonly breaker: ConsumerCircuitBreaker | undefined
+  readonly #logger: HandlingLogger
+  readonly #serde: Serde<V>
+  readonly #executor: HandlerExecutor<V>
+  readonly #batch: boolean
+  readonly #metrics = new ConsumerMetricsRecorder()
+  readonly #partitions = new Map<string, PartitionState>()
+  #owned = new Set<string>()
+  #client: ClientConsumer<Buffer, Buffer, Buffer, Buffer> | undefined
+  #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined
+  #producer: ClientProducer<Buffer, Buffer, Buffer, Buffer> | undefined
+  readonly #dlqWriters = new Map<string, DeadLetterWriter>()
+  #health: ConsumerHealth = 'idle'
+  /** Queued + in flight records (what bounds memory). */
+  #buffered = 0
+  /** Handler calls in flight (a batch counts once). */
+  #inFlight = 0
+  #streamPaused = false
+  #rebalancing = false
+  #sinceCommit = 0
+  #commitRunning: Promise<void> | undefined
+  #commitAgain = false
+  #commitTimer: NodeJS.Timeout | undefined
+  #stopping: Promise<void> | undefined
+  #failure: Error | undefined
+  #done: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void }
+  readonly #signalHandler = () => void this.stop()
+  #drainWaiters: (() => void)[] = []
+
+  constructor(init: ConsumerInit<V>) {
+    super()
+    const { handler, batchHandler, middleware, valueSerde, classify, logger, env, ...options } = init
+    this.config = consumerOptions.resolve(options, { env: env ?? process.env })
+    if ((handler === undefined) === (batchHandler === undefined)) {
+      throw new ConfigError('consumer: pass exactly one of `handler` (or an EventRouter) and `batchHandler`', {
+        details: { key: 'handler' }
+      })
+    }
+    if (batchHandler && this.config.concurrency.mode !== 'partition') {
+      throw new ConfigError(
+        `consumer: a batchHandler gets consecutive records of one partition, so concurrency.mode must be 'partition' (got '${this.config.concurrency.mode}'); use a per-message handler for key or unordered concurrency`,
+        { details: { key: 'concurrency.mode', value: this.config.concurrency.mode } }
+      )
+    }
+    if (this.config.breaker && this.config.breaker.threshold > this.config.maxRetries + 1) {
+      throw new ConfigError(
+        `consumer: breaker.threshold ${this.config.breaker.threshold} is above maxRetries + 1 (${this.config.maxRetries + 1}); a failing record would be dead-lettered before an outage opens the breaker. Lower the threshold or raise maxRetries`,
+        { details: { key: 'breaker.threshold', value: this.config.breaker.threshold } }
+      )
+    }
+    this.#logger = logger ?? defaultLogger()
+    this.#serde = valueSerde ?? jsonSerde<V>()
+    this.#batch = batchHandler !== undefined
+    this.breaker = this.config.breaker ? new ConsumerCircuitBreaker(this.config.breaker) : undefined
+    this.breaker?.on('state', change => this.#onBreaker(change.from, change.to))
+    const perMessage = isHandlerSource<V>(handler) ? handler.handler() : handler
+    this.#executor = new HandlerExecutor<V>({
+      ...(perMessage ? { handler: perMessage } : {}),
+      ...(batchHandler ? { batchHandler } : {}),
+      // The max poll interval guards every call, innermost, under the user's middleware.
+      middleware: [...(middleware ?? []), timeoutMiddleware<V>(this.config.maxPollIntervalMs)],
+      maxRetries: this.config.maxRetries,
+      retryBackoff: this.config.retryBackoff,
+      ...(classify ? { classify } : {}),
+      ...(this.breaker ? { breaker: this.breaker } : {}),
+      logger: this.#logger
+    })
+    let resolve!: () => void
+    let reject!: (error: Error) => void
+    const promise = new Promise<void>((ok, fail) => {
+      resolve = ok
+      reject = fail
+    })
+    // Whoever cares awaits done(); a failure nobody awaits must not become an unhandled rejection.
+    promise.catch(() => undefined)
+    this.#done = { promise, resolve, reject }
+  }
+
+  get health(): ConsumerHealth {
+    return this.#health
+  }
+
+  /** Joins the group and starts consuming; resolves once the stream is open. */
+  async start(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#health !== 'idle') throw new ConsumerStateError(`consumer: start() called while ${this.#health}`)
+    this.#setHealth('starting')
+    const { signal } = options
+    if (signal?.aborted) {
+      this.#setHealth('stopped')
+      this.#done.resolve()
+      return
+    }
+    signal?.addEventListener('abort', () => void this.stop(), { once: true })
+    if (this.config.handleSignals) {
+      process.once('SIGTERM', this.#signalHandler)
+      process.once('SIGINT', this.#signalHandler)
+    }
+    const client = toClientOptions(this.config)
+    try {
+      if (this.config.ensureTopics) await this.#ensureDeadLetterTopics()
+      this.#client = new ClientConsumer<Buffer, Buffer, Buffer, Buffer>(this.#clientOptions())
+      this.#client.on('error', (error: Error) => {
+        this.#logger.warn({ groupId: this.config.groupId, err: error.message }, 'consumer group error')
+      })
+      this.#client.on('consumer:group:rebalance', () => this.#onRebalance())
+      this.#client.on('consumer:group:join', () => this.#onJoin())
+      this.#client.on('consumer:heartbeat:end', () => this.#reconcile())
+      this.#producer = new ClientProducer<Buffer, Buffer, Buffer, Buffer>({ ...client, acks: -1, idempotent: true })
+      this.#stream = await this.#client.consume({
+        topics: [...this.config.topics],
+        mode: MessagesStreamModes.COMMITTED,
+        fallbackMode:
+          this.config.startOffset === 'earliest'
+            ? MessagesStreamFallbackModes.EARLIEST
+            : MessagesStreamFallbackModes.LATEST,
+        autocommit: false,
+        minBytes: this.config.minBytes,
+        maxBytes: this.config.maxBytes,
+        maxWaitTime: this.config.maxWaitMs,
+        highWaterMark: this.config.maxPollRecords,
+        isolationLevel:
+          this.config.isolationLevel === 'read_committed'
+            ? FetchIsolationLevels.READ_COMMITTED
+            : FetchIsolationLevels.READ_UNCOMMITTED
+      })
+    } catch (error) {
+      await this.#closeClients()
+      this.#setHealth('failed')
+      this.#failure = error instanceof Error ? error : new Error(String(error))
+      this.#done.reject(this.#failure)
+      throw error
+    }
+    this.#stream.on('data', (record: RawRecord) => this.#accept(record))
+    this.#stream.on('error', (error: Error) => this.#fail(error))
+    if (this.config.commitStrategy === 'interval') {
+      this.#commitTimer = setInterval(() => void this.commit(), this.config.commitIntervalMs)
+      this.#commitTimer.unref()
+    }
+    this.#reconcile()
+    this.#setHealth(this.breaker && this.breaker.state !== 'closed' ? 'paused' : 'running')
+  }
+
+  /** Settles once the consumer stopped: resolves after stop(), rejects with what made it fail. */
+  done(): Promise<void> {
+    return this.#done.promise
+  }
+
+  /**
+   * Graceful stop: stop fetching and dispatching, let in-flight work finish (up to shutdownTimeoutMs,
+   * then abort it: it is redelivered), commit what settled, leave the group.
+   */
+  async stop(): Promise<void> {
+    if (this.#health === 'idle') {
+      this.#setHealth('stopped')
+      this.#done.resolve()
+      return
+    }
+    this.#stopping ??= this.#shutdown()
+    await this.#stopping
+  }
+
+  async close(): Promise<void> {
+    await this.stop()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop()
+  }
+
+  /** Commits the settled offsets of owned partitions now (coalesced with one in flight). */
+  async commit(): Promise<void> {
+    if (this.#commitRunning) {
+      this.#commitAgain = true
+      return this.#commitRunning
+    }
+    this.#commitRunning = this.#commitOnce().finally(() => {
+      this.#commitRunning = undefined
+      if (this.#commitAgain) {
+        this.#commitAgain = false
+        void this.commit()
+      }
+    })
+    return this.#commitRunning
+  }
+
+  /** A snapshot of the counters, commit latency and per-partition state. */
+  metrics(): ConsumerMetrics {
+    const partitions = [...this.#partitions.values()].map(state => ({
+      topic: state.topic,
+      partition: state.partition,
+      queued: state.queue.size,
+      inFlight: state.queue.inFlight,
+      position: state.tracker.position,
+      committed: state.tracker.lastCommitted
+    }))
+    return this.#metrics.snapshot({
+      health: this.#health,
+      inFlight: this.#inFlight,
+      buffered: this.#buffered,
+      breaker: this.breaker?.state ?? 'closed',
+      partitions
+    })
+  }
+
+  /** Lag in records per partition of the subscribed topics: end offset minus the group's committed offset. */
+  async lag(): Promise<PartitionLag[]> {
+    const client = this.#client
+    if (!client) return []
+    const isolationLevel =
+      this.config.isolationLevel === 'read_committed'
+        ? FetchIsolationLevels.READ_COMMITTED
+        : FetchIsolationLevels.READ_UNCOMMITTED
+    const ends = await client.listOffsets({ topics: [...this.config.topics], isolationLevel })
+    const committed = await client.listCommittedOffsets({
+      topics: [...ends.entries()].map(([topic, offsets]) => ({ topic, partitions: offsets.map((_o, p) => p) }))
+    })
+    const lags: PartitionLag[] = []
+    for (const [topic, offsets] of ends) {
+      const done = committed.get(topic) ?? []
+      offsets.forEach((end, partition) => {
+        const at = done[partition] ?? -1n
+        const committedOffset = at < 0n ? undefined : at
+        lags.push({ topic, partition, endOffset: end, committedOffset, lag: end - (committedOffset ?? 0n) })
+      })
+    }
+    this.#metrics.recordLag(lags)
+    return lags
+  }
+
+  /** The partitions the client owns now. */
+  assignments(): { topic: string; partition: number }[] {
+    return (this.#client?.assignments ?? []).flatMap(({ topic, partitions }) =>
+      partitions.map(partition => ({ topic, partition }))
+    )
+  }
+
+  // ---- set-up --------------------------------------------------------------------------------------
+
+  #clientOptions(): ClientConsumerOptions<Buffer, Buffer, Buffer, Buffer> {
+    const config = this.config
+    const base = {
+      ...toClientOptions(config),
+      groupId: config.groupId,
+      autocommit: false,
+      ...(config.groupInstanceId === undefined ? {} : { groupInstanceId: config.groupInstanceId })
+    }
+    if (config.groupProtocol === 'consumer') {
+      return { ...base, groupProtocol: 'consumer', rebalanceTimeout: config.rebalanceTimeoutMs }
+    }
+    return {
+      ...base,
+      groupProtocol: 'classic',
+      sessionTimeout: config.sessionTimeoutMs,
+      rebalanceTimeout: config.rebalanceTimeoutMs,
+      heartbeatInterval: config.heartbeatIntervalMs,
+      protocols: [{ name: config.assignor, version: 1 }]
+    }
+  }
+
+  #dlqTopicFor(topic: string): string {
+    return this.config.dlqTopic ?? `${topic}.dlq`
+  }
+
+  /** Creates missing dead-letter topics: the origin's partition count (a shared DLQ: the largest). */
+  async #ensureDeadLetterTopics(): Promise<void> {
+    const admin = new Admin(toClientOptions(this.config))
+    try {
+      const metadata = await admin.metadata({ topics: [...this.config.topics] })
+      const partitions = new Map<string, number>()
+      for (const topic of this.config.topics) {
+        const count = metadata.topics.get(topic)?.partitionsCount ?? 1
+        const dlq = this.#dlqTopicFor(topic)
+        partitions.set(dlq, Math.max(partitions.get(dlq) ?? 1, count))
+      }
+      await ensureTopics(
+        admin,
+        [...partitions].map(([name, count]) => ({ name, partitions: count }))
+      )
+    } finally {
+      await admin.close().catch(() => undefined)
+    }
+  }
+
+  #writerFor(topic: string): DeadLetterWriter {
+    const dlq = this.#dlqTopicFor(topic)
+    let writer = this.#dlqWriters.get(dlq)
+    if (!writer) {
+      writer = new DeadLetterWriter({
+        producer: this.#producer as ClientProducer<Buffer, Buffer, Buffer, Buffer>,
+        topic: dlq,
+        groupId: this.config.groupId,
+        logger: this.#logger
+      })
+      this.#dlqWriters.set(dlq, writer)
+    }
+    return writer
+  }
+
+  #setHealth(to: ConsumerHealth): void {
+    const from = this.#health
+    if (from === to) return
+    this.#health = to
+    this.emit('health', { from, to })
+  }
+
+  // ---- fetching ------------------------------------------------------------------------------------
+
+  #accept(record: RawRecord): void {
+    if (this.#health === 'stopping' || this.#health === 'stopped' || this.#health === 'failed') return
+    const id = partitionId(record.topic, record.partition)
+    if (!this.#owned.has(id)) {
+      this.#reconcile()
+      // A fetch that was under way when the partition was revoked: not ours to handle.
+      if (!this.#owned.has(id)) return
+    }
+    let state = this.#partitions.get(id)
+    if (!state || state.revokedIn !== undefined) state = this.#newPartition(record.topic, record.partition)
+    // After a rejoin the client fetches again from the committed offset; what was accepted already is
+    // queued, in flight or settled here.
+    if (record.offset <= state.highest) return
+    state.highest = record.offset
+    state.tracker.track(record.offset, record.leaderEpoch)
+    state.queue.push(record)
+    this.#buffered++
+    this.#metrics.consumed++
+    if (this.#buffered >= this.config.maxBufferedRecords) this.#pauseStream()
+    this.#pump()
+  }
+
+  #newPartition(topic: string, partition: number): PartitionState {
+    const state: PartitionState = {
+      id: partitionId(topic, partition),
+      topic,
+      partition,
+      queue: new PartitionQueue<RawRecord>(this.config.concurrency.mode),
+      tracker: new OffsetTracker(),
+      controller: new AbortController(),
+      highest: -1n
+    }
+    this.#partitions.set(state.id, state)
+    return state
+  }
+
+  #pauseStream(): void {
+    if (this.#streamPaused) return
+    this.#streamPaused = true
+    this.#stream?.pause()
+  }
+
+  #maybeResumeStream(): void {
+    if (!this.#streamPaused || this.#health !== 'running') return
+    if (this.#buffered > this.config.maxBufferedRecords / 2) return
+    this.#streamPaused = false
+    this.#stream?.resume()
+  }
+
+  #fail(error: Error): void {
+    if (this.#failure || this.#stopping) return
+    this.#failure = error
+    this.#logger.error({ groupId: this.config.groupId, err: error.message }, 'consumer stream failed; stopping')
+    void this.stop()
+  }
+
+  // ---- dispatching ---------------------------------------------------------------------------------
+
+  #pump(): void {
+    if (this.#health !== 'running' || this.#rebalancing) return
+    if (this.breaker && !this.breaker.mayDispatch()) return
+    const limit = this.config.concurrency.limit
+    let progressed = true
+    while (progressed && this.#inFlight < limit) {
+      progressed = false
+      for (const state of this.#partitions.values()) {
+        if (this.#inFlight >= limit) break
+        if (state.revokedIn !== undefined || !state.queue.eligible) continue
+        if (this.#batch) {
+          const records = state.queue.nextBatch(this.config.maxPollRecords)
+          if (records.length > 0) void this.#runBatch(state, records)
+        } else {
+          const record = state.queue.next()
+          if (record) void this.#runOne(state, record)
+        }
+        progressed = true
+      }
+    }
+  }
+
+  async #runOne(state: PartitionState, record: RawRecord): Promise<void> {
+    this.#inFlight++
+    try {
+      const { message, error } = decodeRecord(record, this.#serde)
+      const context = { signal: state.controller.signal, groupId: this.config.groupId }
+      const target = message.headers.get(REPLAY_GROUP_HEADER)
+      if (target !== undefined && target.toString() !== this.config.groupId) {
+        this.#settle(state, record.offset, 'skipped')
+        return
+      }
+      const outcome =
+        error === undefined
+          ? await this.#executor.execute(message, context)
+          : this.#executor.rejectUndeserializable(message, error, context)
+      await this.#apply(state, message, outcome)
+    } catch (error) {
+      // Only a bug gets here (the executor never rejects); the record stays unsettled and is redelivered.
+      this.#logger.error(
+        { topic: record.topic, partition: record.partition, offset: String(record.offset), err: String(error) },
+        'consumer: unexpected failure handling a record'
+      )
+    } finally {
+      this.#finish(state, record, 1)
+    }
+  }
+
+  async #runBatch(state: PartitionState, records: RawRecord[]): Promise<void> {
+    this.#inFlight++
+    try {
+      const context = { signal: state.controller.signal, groupId: this.config.groupId }
+      const messages: ConsumedMessage<V>[] = []
+      for (const record of records) {
+        const { message, error } = decodeRecord(record, this.#serde)
+        const target = message.headers.get(REPLAY_GROUP_HEADER)
+        if (target !== undefined && target.toString() !== this.config.groupId) {
+          this.#settle(state, record.offset, 'skipped')
+        } else if (error !== undefined) {
+          await this.#apply(state, message, this.#executor.rejectUndeserializable(message, error, context))
+        } else messages.push(message)
+      }
+      if (messages.length > 0) {
+        const outcome: BatchOutcome = await this.#executor.executeBatch(messages, context)
+        if (outcome.kind === 'split') {
+          for (const [index, single] of outcome.outcomes.entries()) {
+            if (single.kind === 'aborted') break
+            await this.#apply(state, messages[index] as ConsumedMessage<V>, single)
+          }
+        } else {
+          for (const message of messages) {
+            if (!(await this.#apply(state, message, outcome))) break
+          }
+        }
+      }
+      if (this.config.commitStrategy === 'batch') void this.commit()
+    } catch (error) {
+      this.#logger.error(
+        { topic: state.topic, partition: state.partition, err: String(error) },
+        'consumer: unexpected failure handling a batch'
+      )
+    } finally {
+      this.#finish(state, records[0] as RawRecord, records.length)
+    }
+  }
+
+  /** Acts on one verdict; resolves false when the record stays unsettled (aborted, DLQ write failed). */
+  async #apply(state: PartitionState, message: ConsumedMessage<V>, outcome: HandlingOutcome): Promise<boolean> {
+    this.#metrics.recordAttempts(outcome)
+    switch (outcome.kind) {
+      case 'done':
+      case 'business':
+        this.#settle(state, message.offset, outcome.kind)
+        return true
+      case 'dead-letter':
+        try {
+          await this.#writerFor(message.topic).write(message, outcome, { signal: state.controller.signal })
+        } catch (error) {
+          this.#logger.warn(
+            { topic: message.topic, partition: message.partition, offset: String(message.offset), err: String(error) },
+            'consumer: dead-letter write not acknowledged; the record stays uncommitted and will be redelivered'
+          )
+          return false
+        }
+        this.#settle(state, message.offset, 'dead-letter')
+        return true
+      case 'aborted':
+        return false
+    }
+  }
+
+  #settle(state: PartitionState, offset: bigint, outcome: SettledOutcome): void {
+    state.tracker.settle(offset)
+    this.#metrics.recordSettled(outcome)
+    this.#sinceCommit++
+    this.emit('settled', { topic: state.topic, partition: state.partition, offset, outcome })
+    if (this.config.commitStrategy === 'message') void this.commit()
+    else if (
+      this.config.commitStrategy === 'interval' &&
+      this.config.commitEveryMessages !== undefined &&
+      this.#sinceCommit >= this.config.commitEveryMessages
+    ) {
+      void this.commit()
+    }
+  }
+
+  #finish(state: PartitionState, first: RawRecord, count: number): void {
+    this.#inFlight--
+    this.#buffered -= count
+    state.queue.release(first)
+    if (state.queue.inFlight === 0) {
+      state.onIdle?.()
+      if (this.config.commitStrategy === 'batch' && state.queue.size === 0) void this.commit()
+    }
+    if (this.#inFlight === 0) {
+      const waiters = this.#drainWaiters
+      this.#drainWaiters = []
+      for (const wake of waiters) wake()
+    }
+    this.#maybeResumeStream()
+    this.#pump()
+  }
+
+  // ---- commits -------------------------------------------------------------------------------------
+
+  /** May this partition's position be committed now? Owned, or being given up in this generation. */
+  #mayCommit(state: PartitionState): boolean {
+    if (state.revokedIn !== undefined) return state.revokedIn === this.#client?.generationId
+    return this.#owned.has(state.id) && this.#partitions.get(state.id) === state
+  }
+
+  async #commitOnce(states: Iterable<PartitionState> = this.#partitions.values()): Promise<void> {
+    const client = this.#client
+    if (!client) return
+    const entries: { state: PartitionState; offset: bigint; leaderEpoch: number }[] = []
+    for (const state of states) {
+      if (!this.#mayCommit(state)) continue
+      const pending = state.tracker.pending()
+      if (pending) entries.push({ state, ...pending })
+    }
+    if (entries.length === 0) return
+    this.#sinceCommit = 0
+    const started = performance.now()
+    try {
+      await client.commit({
+        offsets: entries.map(({ state, offset, leaderEpoch }) => ({
+          topic: state.topic,
+          partition: state.partition,
+          offset,
+          leaderEpoch
+        }))
+      })
+    } catch (error) {
+      this.#metrics.commitFailures++
+      // Not fatal: the records stay uncommitted and the next commit carries them (or they are redelivered).
+      this.#logger.warn(
+        { groupId: this.config.groupId, partitions: entries.length, err: (error as Error).message },
+        'consumer: offset commit failed'
+      )
+      return
+    }
+    const latencyMs = performance.now() - started
+    for (const { state, offset } of entries) state.tracker.committed(offset)
+    this.#metrics.recordCommit(latencyMs)
+    this.emit('commit', {
+      offsets: entries.map(({ state, offset }) => ({ topic: state.topic, partition: state.partition, offset })),
+      latencyMs
+    })
+  }
+
+  // ---- rebalances ----------------------------------------------------------------------------------
+
+  get #eager(): boolean {
+    return this.config.groupProtocol === 'classic' && this.config.assignor === 'roundrobin'
+  }
+
+  /** A rebalance started. Eager: every partition may go, so drain and commit while the group waits. */
+  #onRebalance(): void {
+    this.#metrics.rebalances++
+    if (!this.#eager) {
+      this.#reconcile()
+      return
+    }
+    if (this.#rebalancing || this.#health !== 'running') return
+    this.#rebalancing = true
+    void this.commit()
+    void this.#waitForIdle(this.config.revokeDrainMs).then(() => {
+      if (this.#rebalancing) void this.commit()
+    })
+  }
+
+  #onJoin(): void {
+    this.#reconcile()
+    if (this.#rebalancing) {
+      this.#rebalancing = false
+      this.#pump()
+    }
+  }
+
+  /** Brings the partitions in line with the client's assignment: let go of what it no longer owns. */
+  #reconcile(): void {
+    const client = this.#client
+    if (!client) return
+    const owned = new Set<string>()
+    for (const { topic, partitions } of client.assignments ?? []) {
+      for (const partition of partitions) owned.add(partitionId(topic, partition))
+    }
+    const revoked: PartitionState[] = []
+    for (const state of this.#partitions.values()) {
+      if (state.revokedIn === undefined && !owned.has(state.id)) revoked.push(state)
+    }
+    const added = [...owned].filter(id => !this.#owned.has(id))
+    this.#owned = owned
+    if (added.length > 0) {
+      this.emit(
+        'assigned',
+        added.map(id => {
+          const [topic, partition] = id.split('\u0000') as [string, string]
+          return { topic, partition: Number(partition) }
+        })
+      )
+    }
+    if (revoked.length > 0) {
+      for (const state of revoked) this.#revoke(state)
+      this.emit(
+        'revoked',
+        revoked.map(state => ({ topic: state.topic, partition: state.partition }))
+      )
+    }
+  }
+
+  /** Gives up a partition: drop its queue, let in-flight work finish (budget), commit if still allowed, abort the rest. */
+  #revoke(state: PartitionState): void {
+    state.revokedIn = this.#client?.generationId ?? -1
+    this.#buffered -= state.queue.clear()
+    const letGo = () => {
+      state.onIdle = undefined
+      clearTimeout(timer)
+      void this.#commitOnce([state]).finally(() => {
+        state.controller.abort(new PartitionRevokedError(`${state.topic}/${state.partition} was revoked`))
+        if (this.#partitions.get(state.id) === state) this.#partitions.delete(state.id)
+      })
+    }
+    const timer = setTimeout(letGo, this.config.revokeDrainMs)
+    if (state.queue.inFlight === 0) letGo()
+    else state.onIdle = letGo
+    this.#maybeResumeStream()
+  }
+
+  #waitForIdle(budgetMs: number): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve()
+    return new Promise<void>(resolve => {
+      const timer = setTimeout(resolve, budgetMs)
+      this.#drainWaiters.push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  }
+
+  #onBreaker(from: string, to: string): void {
+    this.#logger.warn({ groupId: this.config.groupId, from, to }, `consumer circuit breaker ${to}`)
+    if (to === 'open') {
+      this.#pauseStream()
+      if (this.#health === 'running') this.#setHealth('paused')
+    } else if (to === 'closed') {
+      if (this.#health === 'paused') this.#setHealth('running')
+      this.#maybeResumeStream()
+      this.#pump()
+    } else {
+      // half-open: one probe may go.
+      this.#pump()
+    }
+  }
+
+  // ---- shutdown ------------------------------------------------------------------------------------
+
+  async #shutdown(): Promise<void> {
+    const failed = this.#failure !== undefined
+    this.#setHealth('stopping')
+    if (this.config.handleSignals) {
+      process.off('SIGTERM', this.#signalHandler)
+      process.off('SIGINT', this.#signalHandler)
+    }
+    clearInterval(this.#commitTimer)
+    this.#stream?.pause()
+    for (const state of this.#partitions.values()) this.#buffered -= state.queue.clear()
+    await this.#waitForIdle(this.config.shutdownTimeoutMs)
+    if (this.#inFlight > 0) {
+      const stopped = new ConsumerStoppedError('the consumer stopped before this record settled')
+      for (const state of this.#partitions.values()) state.controller.abort(stopped)
+      // Handlers that honour the signal end now; one that ignores it is left behind (its record stays uncommitted).
+      await this.#waitForIdle(2_000)
+    }
+    await this.commit().catch(() => undefined)
+    await this.#closeClients()
+    this.#setHealth(failed ? 'failed' : 'stopped')
+    if (this.#failure) this.#done.reject(this.#failure)
+    else this.#done.resolve()
+  }
+
+  async #closeClients(): Promise<void> {
+    await this.#stream?.close().catch(() => undefined)
+    await this.#client?.close(true).catch(() => undefined)
+    await this.#producer?.close().catch(() => undefined)
+  }
+}

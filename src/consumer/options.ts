@@ -1,0 +1,223 @@
+/**
+ * The consumer's options: one schema (type, defaults, validation, the docs/options.md table) with seed
+ * 004's `KAFKA_CONSUMER_*` environment names beside the connection ones, and seed 003's max poll
+ * records / max poll interval. Precedence: defaults < environment < code. Functions (handlers,
+ * middleware, serdes, classifiers) are passed beside the options, not through the schema.
+ */
+import { z } from 'zod'
+import { connectionEnv, connectionSecrets, connectionShape } from '../config/connection.ts'
+import { defineOptions, type EnvBinding } from '../config/define-options.ts'
+import { envBytes, envDuration, envInteger, envList, envString } from '../config/env-parsers.ts'
+
+/** `KAFKA_CONSUMER_START_OFFSET`: seed 004 uses -1 (newest) and -2 (oldest); names work too. */
+const envStartOffset = (name: string): EnvBinding => ({
+  name,
+  parse: raw => {
+    const value = raw.trim().toLowerCase()
+    if (value === '-1' || value === 'latest' || value === 'newest') return 'latest'
+    if (value === '-2' || value === 'earliest' || value === 'oldest') return 'earliest'
+    throw new Error('expected -1 (latest/newest) or -2 (earliest/oldest)')
+  }
+})
+
+const MiB = 1024 * 1024
+
+export const consumerOptions = defineOptions({
+  component: 'consumer',
+  envPrefix: 'KAFKA_CONSUMER_',
+  secrets: connectionSecrets,
+  env: {
+    ...connectionEnv,
+    groupId: envString('KAFKA_CONSUMER_GROUP_ID'),
+    topics: envList('KAFKA_CONSUMER_TOPICS'),
+    groupInstanceId: envString('KAFKA_CONSUMER_GROUP_INSTANCE_ID'),
+    groupProtocol: envString('KAFKA_CONSUMER_GROUP_PROTOCOL'),
+    assignor: envString('KAFKA_CONSUMER_ASSIGNOR'),
+    startOffset: envStartOffset('KAFKA_CONSUMER_START_OFFSET'),
+    minBytes: envBytes('KAFKA_CONSUMER_MIN_BYTES'),
+    maxBytes: envBytes('KAFKA_CONSUMER_MAX_BYTES'),
+    maxWaitMs: envDuration('KAFKA_CONSUMER_MAX_WAIT'),
+    commitIntervalMs: envDuration('KAFKA_CONSUMER_COMMIT_INTERVAL'),
+    heartbeatIntervalMs: envDuration('KAFKA_CONSUMER_HEARTBEAT_INTERVAL'),
+    sessionTimeoutMs: envDuration('KAFKA_CONSUMER_SESSION_TIMEOUT'),
+    rebalanceTimeoutMs: envDuration('KAFKA_CONSUMER_REBALANCE_TIMEOUT'),
+    dlqTopic: envString('KAFKA_CONSUMER_DLQ_TOPIC'),
+    maxRetries: envInteger('KAFKA_CONSUMER_MAX_RETRIES'),
+    maxPollRecords: envInteger('KAFKA_CONSUMER_MAX_POLL_RECORDS'),
+    maxPollIntervalMs: envDuration('KAFKA_CONSUMER_MAX_POLL_INTERVAL'),
+    'concurrency.mode': envString('KAFKA_CONSUMER_ORDERING'),
+    'concurrency.limit': envInteger('KAFKA_CONSUMER_CONCURRENCY')
+  },
+  schema: z.strictObject({
+    ...connectionShape,
+    groupId: z.string().min(1).describe('Consumer group id. Required (in code or KAFKA_CONSUMER_GROUP_ID).'),
+    topics: z.array(z.string().min(1)).min(1).describe('Topics to subscribe to. Required.'),
+    groupInstanceId: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Static membership (KIP-345): a stable id per worker instance, so a restart within sessionTimeoutMs keeps its partitions without a rebalance.'
+      ),
+    groupProtocol: z
+      .enum(['classic', 'consumer'])
+      .default('classic')
+      .describe(
+        '`classic`: the JoinGroup/SyncGroup protocol with a client-side assignor. `consumer`: the new protocol (KIP-848, Kafka 4.0+), assignment computed by the broker; assignor, sessionTimeoutMs and heartbeatIntervalMs are then set on the broker side.'
+      ),
+    assignor: z
+      .enum(['roundrobin', 'cooperative-sticky'])
+      .default('roundrobin')
+      .describe(
+        'Classic protocol assignor: `roundrobin` is eager (every rebalance revokes every partition), `cooperative-sticky` revokes only the partitions that move.'
+      ),
+    startOffset: z
+      .enum(['earliest', 'latest'])
+      .default('latest')
+      .describe(
+        'Where a partition without a committed offset starts (seed 004 -1 newest is the default; -2 oldest is `earliest`).'
+      ),
+    minBytes: z.number().int().min(1).default(1).describe('Fetch: least bytes the broker waits for.'),
+    maxBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(10 * MiB)
+      .describe('Fetch: most bytes per fetch response (seed 004 default 10MB).'),
+    maxWaitMs: z.number().int().min(0).default(500).describe('Fetch: longest the broker waits for minBytes.'),
+    isolationLevel: z
+      .enum(['read_committed', 'read_uncommitted'])
+      .default('read_committed')
+      .describe('`read_committed` never delivers records of aborted transactions.'),
+    commitStrategy: z
+      .enum(['message', 'batch', 'interval'])
+      .default('interval')
+      .describe(
+        'When settled offsets are committed: `message` after every settled record (most commits, least redelivery), `batch` after every batch handler call and whenever a partition has nothing left in flight, `interval` every commitIntervalMs (or commitEveryMessages). Always on revoke and stop.'
+      ),
+    commitIntervalMs: z
+      .number()
+      .int()
+      .min(1)
+      .default(1000)
+      .describe('`interval` strategy: commit period (seed 004 KAFKA_CONSUMER_COMMIT_INTERVAL, default 1s).'),
+    commitEveryMessages: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe('`interval` strategy: also commit once this many records settled since the last commit.'),
+    heartbeatIntervalMs: z.number().int().min(1).default(3000).describe('Classic protocol heartbeat period.'),
+    sessionTimeoutMs: z
+      .number()
+      .int()
+      .min(1)
+      .default(10_000)
+      .describe('Classic protocol: a member silent this long is removed from the group.'),
+    rebalanceTimeoutMs: z
+      .number()
+      .int()
+      .min(1)
+      .default(60_000)
+      .describe('How long the group waits for members to rejoin during a rebalance.'),
+    revokeDrainMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(10_000)
+      .describe(
+        'On revoke: how long in-flight work of the revoked partitions may finish (and be committed) before it is aborted and left to the next owner.'
+      ),
+    shutdownTimeoutMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(30_000)
+      .describe('stop(): how long in-flight work may finish before it is aborted (and redelivered later).'),
+    concurrency: z
+      .strictObject({
+        mode: z
+          .enum(['partition', 'key', 'unordered'])
+          .default('partition')
+          .describe(
+            '`partition`: one record at a time per partition, in order. `key`: records of different keys in parallel, the same key strictly in order. `unordered`: no order.'
+          ),
+        limit: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .default(16)
+          .describe('Most handler calls running at once across all partitions.')
+      })
+      .prefault({})
+      .describe('Concurrency of handler calls.'),
+    maxPollRecords: z
+      .number()
+      .int()
+      .min(1)
+      .default(500)
+      .describe(
+        'Seed 003 max poll records: the largest batch given to a batch handler, and how many records the client reads ahead of the worker.'
+      ),
+    maxBufferedRecords: z
+      .number()
+      .int()
+      .min(1)
+      .default(2000)
+      .describe(
+        'Records held by the worker (queued + in flight) before fetching pauses; fetching resumes below half of it. Bounds memory whatever the lag.'
+      ),
+    maxPollIntervalMs: z
+      .number()
+      .int()
+      .min(1)
+      .default(300_000)
+      .describe(
+        'Seed 003 max poll interval: the longest one handler call may run; then its signal aborts and the attempt fails as a transient timeout (KAFKIT_HANDLER_TIMEOUT), so a stuck handler never holds its partition forever.'
+      ),
+    maxRetries: z
+      .number()
+      .int()
+      .min(0)
+      .default(3)
+      .describe('In-place retries of a transient failure before the record is dead-lettered.'),
+    retryBackoff: z
+      .strictObject({
+        baseMs: z.number().int().min(0).default(100).describe('Cap of the first retry delay.'),
+        maxMs: z.number().int().min(0).default(10_000).describe('Largest retry delay.')
+      })
+      .prefault({})
+      .describe('Exponential backoff with full jitter between in-place retries.'),
+    dlqTopic: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Dead-letter topic for every subscribed topic. Absent: `<topic>.dlq` per origin topic.'),
+    ensureTopics: z
+      .boolean()
+      .default(true)
+      .describe('Create missing dead-letter topics at start (partition count of the origin, or 1 for a shared one).'),
+    breaker: z
+      .strictObject({
+        threshold: z
+          .number()
+          .int()
+          .min(1)
+          .default(3)
+          .describe('Consecutive transient failures that open it (at most maxRetries + 1).'),
+        cooldownMs: z.number().int().min(0).default(30_000).describe('Open time before one probe.')
+      })
+      .optional()
+      .describe(
+        'Consumer circuit breaker (seeds 000, 003) for downstream outages: while open, fetching pauses and nothing is committed or dead-lettered. Absent: off.'
+      ),
+    handleSignals: z
+      .boolean()
+      .default(false)
+      .describe('Stop gracefully on SIGTERM and SIGINT (then the process may exit on its own).')
+  })
+})
+
+export type ConsumerOptions = z.input<typeof consumerOptions.schema>
+export type ConsumerConfig = z.output<typeof consumerOptions.schema>

@@ -1,0 +1,148 @@
+/**
+ * The records of one partition waiting to be handled, and which of them may start now under the
+ * consumer's ordering mode:
+ *
+ * - `partition`: one record (or one batch) of the partition at a time, in offset order (the default);
+ * - `key`: records with different keys run in parallel, records with the same key strictly one after
+ *   the other in offset order (Confluent's Parallel Consumer "key" ordering); records without a key
+ *   form one lane of their own, in order;
+ * - `unordered`: any record may start at any time.
+ *
+ * The global concurrency limit is the caller's business; this only says what is eligible.
+ */
+export type OrderingMode = 'partition' | 'key' | 'unordered'
+
+export interface Queued {
+  readonly offset: bigint
+  readonly key: Buffer | null | undefined
+}
+
+const NO_KEY = '\u0000kafkit:no-key'
+
+function laneOf(item: Queued): string {
+  return item.key === null || item.key === undefined ? NO_KEY : item.key.toString('latin1')
+}
+
+export class PartitionQueue<T extends Queued> {
+  readonly mode: OrderingMode
+  /** partition and unordered modes: one FIFO. */
+  #fifo: T[] = []
+  #fifoHead = 0
+  /** key mode: one FIFO per key, and the keys whose lane is idle with work waiting, oldest first. */
+  readonly #lanes = new Map<string, T[]>()
+  readonly #busyLanes = new Set<string>()
+  #ready: string[] = []
+  #readyHead = 0
+  #size = 0
+  #inFlight = 0
+
+  constructor(mode: OrderingMode) {
+    this.mode = mode
+  }
+
+  /** Records waiting (not started). */
+  get size(): number {
+    return this.#size
+  }
+
+  /** Records (or batches) started and not yet released. */
+  get inFlight(): number {
+    return this.#inFlight
+  }
+
+  push(item: T): void {
+    this.#size++
+    if (this.mode !== 'key') {
+      this.#fifo.push(item)
+      return
+    }
+    const lane = laneOf(item)
+    const waiting = this.#lanes.get(lane)
+    if (waiting) {
+      waiting.push(item)
+      return
+    }
+    this.#lanes.set(lane, [item])
+    if (!this.#busyLanes.has(lane)) this.#ready.push(lane)
+  }
+
+  /** Whether `next()` would return something now. */
+  get eligible(): boolean {
+    if (this.#size === 0) return false
+    if (this.mode === 'partition') return this.#inFlight === 0
+    if (this.mode === 'unordered') return true
+    return this.#readyHead < this.#ready.length
+  }
+
+  /** Starts the next eligible record; call `release(item)` when it settled. */
+  next(): T | undefined {
+    if (!this.eligible) return undefined
+    if (this.mode !== 'key') {
+      const item = this.#shiftFifo()
+      this.#inFlight++
+      return item
+    }
+    const lane = this.#ready[this.#readyHead++] as string
+    if (this.#readyHead > 1024 && this.#readyHead * 2 > this.#ready.length) {
+      this.#ready = this.#ready.slice(this.#readyHead)
+      this.#readyHead = 0
+    }
+    const waiting = this.#lanes.get(lane) as T[]
+    const item = waiting.shift() as T
+    if (waiting.length === 0) this.#lanes.delete(lane)
+    this.#busyLanes.add(lane)
+    this.#size--
+    this.#inFlight++
+    return item
+  }
+
+  /** Partition mode only: starts up to `max` consecutive records as one batch. */
+  nextBatch(max: number): T[] {
+    if (this.mode !== 'partition' || !this.eligible) return []
+    const count = Math.min(max, this.#size)
+    const batch = this.#fifo.slice(this.#fifoHead, this.#fifoHead + count)
+    this.#fifoHead += count
+    this.#size -= count
+    this.#compactFifo()
+    this.#inFlight++
+    return batch
+  }
+
+  /** Ends the work started with `next()` (or the batch whose first record is `item`). */
+  release(item: T): void {
+    this.#inFlight--
+    if (this.mode !== 'key') return
+    const lane = laneOf(item)
+    this.#busyLanes.delete(lane)
+    if (this.#lanes.has(lane)) this.#ready.push(lane)
+  }
+
+  /** Drops everything waiting (revoke, stop); returns how many records were dropped. */
+  clear(): number {
+    const dropped = this.#size
+    this.#fifo = []
+    this.#fifoHead = 0
+    this.#lanes.clear()
+    this.#ready = []
+    this.#readyHead = 0
+    this.#size = 0
+    return dropped
+  }
+
+  #shiftFifo(): T {
+    const item = this.#fifo[this.#fifoHead++] as T
+    this.#size--
+    this.#compactFifo()
+    return item
+  }
+
+  #compactFifo(): void {
+    if (this.#fifoHead === this.#fifo.length) {
+      this.#fifo = []
+      this.#fifoHead = 0
+    } else if (this.#fifoHead > 1024 && this.#fifoHead * 2 > this.#fifo.length) {
+      this.#fifo = this.#fifo.slice(this.#fifoHead)
+      this.#fifoHead = 0
+    }
+  }
+}

@@ -1,0 +1,72 @@
+/** Shared set-up of the consumer runtime's broker tests: produce keyed JSON records, read the group's offsets. */
+import { Admin, Producer } from '@platformatic/kafka'
+
+export const quiet = { debug() {}, info() {}, warn() {}, error() {} }
+
+export interface Produced {
+  key: string
+  seq: number
+}
+
+/** Produces `count` records `{ key, seq }` over `keys` keys (idempotent, acks all); seq counts per key. */
+export async function produceKeyed(
+  brokers: string[],
+  topic: string,
+  count: number,
+  options: { keys?: number; start?: number; headers?: Record<string, string>; value?: (i: number) => Buffer } = {}
+): Promise<Produced[]> {
+  const producer = new Producer({ clientId: 'kafkit-consumer-test', bootstrapBrokers: brokers, idempotent: true })
+  const keys = options.keys ?? 10
+  const start = options.start ?? 0
+  const produced: Produced[] = []
+  try {
+    for (let from = 0; from < count; from += 500) {
+      const messages = []
+      for (let i = from; i < Math.min(count, from + 500); i++) {
+        const n = start + i
+        const key = `key-${n % keys}`
+        const seq = Math.floor(n / keys)
+        produced.push({ key, seq })
+        messages.push({
+          topic,
+          key: Buffer.from(key),
+          value: options.value ? options.value(n) : Buffer.from(JSON.stringify({ key, seq })),
+          headers: new Map(Object.entries(options.headers ?? {}).map(([k, v]) => [Buffer.from(k), Buffer.from(v)]))
+        })
+      }
+      await producer.send({ messages, acks: -1 })
+    }
+  } finally {
+    await producer.close()
+  }
+  return produced
+}
+
+/** The group's committed offset per partition of `topic` (-1 when none). */
+export async function committedOffsets(
+  brokers: string[],
+  groupId: string,
+  topic: string
+): Promise<Map<number, bigint>> {
+  const admin = new Admin({ clientId: 'kafkit-consumer-test', bootstrapBrokers: brokers })
+  try {
+    const [group] = await admin.listConsumerGroupOffsets({ groups: [groupId] })
+    const offsets = new Map<number, bigint>()
+    for (const partition of group?.topics.find(t => t.name === topic)?.partitions ?? []) {
+      offsets.set(partition.partitionIndex, partition.committedOffset)
+    }
+    return offsets
+  } finally {
+    await admin.close()
+  }
+}
+
+export async function waitFor(check: () => boolean, timeoutMs = 60_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+export const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value))

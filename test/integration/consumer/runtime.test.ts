@@ -1,0 +1,296 @@
+/**
+ * The consumer runtime on a real broker: at-least-once with commits only below settled records,
+ * ordering modes (per key strictly in order, different keys in parallel), bounded buffering, error
+ * kinds to the dead-letter topic, batch handlers, the replay-group filter, and lag.
+ */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Consumer } from '../../../src/consumer/consumer.ts'
+import { parseDeadLetterHeaders } from '../../../src/handling/dead-letter.ts'
+import { BusinessError, PermanentError, TransientError } from '../../../src/handling/errors.ts'
+import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
+import { bootstrapServers } from '../../helpers/env.ts'
+import { readTopic } from '../../helpers/read-topic.ts'
+import { committedOffsets, json, produceKeyed, quiet, waitFor } from './helpers.ts'
+
+const brokers = () => bootstrapServers()
+
+test('key ordering: every record once, the same key strictly in order, different keys in parallel; commits reach the end', async t => {
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers(), partitions: 3 })
+  t.after(drop)
+  const produced = await produceKeyed(brokers(), topic, 3000, { keys: 20 })
+  const groupId = uniqueName('group')
+  const seen = new Map<string, number[]>()
+  const running = new Set<string>()
+  let concurrent = 0
+  let peakConcurrent = 0
+  let peakBuffered = 0
+  const overlaps: string[] = []
+  const consumer = new Consumer<{ key: string; seq: number }>({
+    brokers: brokers(),
+    groupId,
+    topics: [topic],
+    startOffset: 'earliest',
+    concurrency: { mode: 'key', limit: 8 },
+    maxBufferedRecords: 200,
+    maxPollRecords: 100,
+    logger: quiet,
+    handler: async message => {
+      const { key, seq } = message.value
+      // Recorded, not asserted here: the executor would treat a throw as a handler failure and retry it.
+      if (running.has(key)) overlaps.push(key)
+      running.add(key)
+      concurrent++
+      peakConcurrent = Math.max(peakConcurrent, concurrent)
+      peakBuffered = Math.max(peakBuffered, consumer.metrics().buffered)
+      await sleep(seq % 3)
+      running.delete(key)
+      concurrent--
+      const list = seen.get(key) ?? []
+      list.push(seq)
+      seen.set(key, list)
+    }
+  })
+  await consumer.start()
+  await waitFor(() => consumer.metrics().processed >= produced.length, 90_000, 'all records processed')
+  await consumer.stop()
+  assert.equal(consumer.health, 'stopped')
+
+  assert.deepEqual(overlaps, [], 'no key ran twice at once')
+  assert.equal(consumer.metrics().failed, 0)
+  for (const [key, seqs] of seen) {
+    assert.deepEqual(
+      seqs,
+      [...seqs].sort((a, b) => a - b),
+      `key ${key} was processed out of order`
+    )
+  }
+  assert.equal(
+    [...seen.values()].reduce((n, s) => n + s.length, 0),
+    produced.length,
+    'each record exactly once'
+  )
+  assert.ok(peakConcurrent > 1, `different keys ran in parallel (peak ${peakConcurrent})`)
+  assert.ok(peakConcurrent <= 8, `the concurrency limit held (peak ${peakConcurrent})`)
+  assert.ok(peakBuffered <= 200, `buffering stayed bounded (peak ${peakBuffered})`)
+  const committed = await committedOffsets(brokers(), groupId, topic)
+  const total = [...committed.values()].reduce((sum, offset) => sum + offset, 0n)
+  assert.equal(total, BigInt(produced.length), 'the committed offsets reach the end of every partition')
+})
+
+test('a restarted consumer resumes after the last settled record; in-flight work at stop is not committed', async t => {
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  t.after(drop)
+  await produceKeyed(brokers(), topic, 50, { keys: 1 })
+  const groupId = uniqueName('group')
+  const processed: number[] = []
+  const first = new Consumer<{ seq: number }>({
+    brokers: brokers(),
+    groupId,
+    topics: [topic],
+    startOffset: 'earliest',
+    commitStrategy: 'message',
+    shutdownTimeoutMs: 200,
+    logger: quiet,
+    handler: async (message, { signal }) => {
+      if (message.value.seq === 30) {
+        // Hangs until the stop aborts it: this record must not be committed.
+        await new Promise((_resolve, reject) =>
+          signal.addEventListener('abort', () => reject(new Error('aborted', { cause: signal.reason })))
+        )
+      }
+      processed.push(message.value.seq)
+    }
+  })
+  await first.start()
+  await waitFor(() => processed.length >= 30, 60_000, '30 records')
+  await sleep(200)
+  await first.stop()
+  assert.deepEqual(
+    processed,
+    Array.from({ length: 30 }, (_v, i) => i)
+  )
+  assert.equal((await committedOffsets(brokers(), groupId, topic)).get(0), 30n, 'committed up to the hanging record')
+
+  const again: number[] = []
+  const second = new Consumer<{ seq: number }>({
+    brokers: brokers(),
+    groupId,
+    topics: [topic],
+    logger: quiet,
+    handler: message => {
+      again.push(message.value.seq)
+      return Promise.resolve()
+    }
+  })
+  await second.start()
+  await waitFor(() => again.length >= 20, 60_000, 'the rest')
+  await second.stop()
+  assert.deepEqual(
+    again,
+    Array.from({ length: 20 }, (_v, i) => 30 + i)
+  )
+})
+
+test('error kinds: transient retried then dead-lettered, permanent and undecodable dead-lettered at once, business committed; the partition never stalls', async t => {
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  t.after(drop)
+  t.after(async () => {
+    const { Admin } = await import('@platformatic/kafka')
+    const admin = new Admin({ clientId: 'kafkit-consumer-test', bootstrapBrokers: brokers() })
+    await admin.deleteTopics({ topics: [`${topic}.dlq`] }).catch(() => undefined)
+    await admin.close()
+  })
+  const kinds = ['ok', 'transient-once', 'transient-always', 'permanent', 'business', 'undecodable', 'ok']
+  await produceKeyed(brokers(), topic, kinds.length, {
+    keys: 1,
+    value: i => (kinds[i] === 'undecodable' ? Buffer.from([0xff, 0x7b]) : json({ kind: kinds[i], i }))
+  })
+  const groupId = uniqueName('group')
+  const attempts = new Map<number, number>()
+  const done: number[] = []
+  const consumer = new Consumer<{ kind: string; i: number }>({
+    brokers: brokers(),
+    groupId,
+    topics: [topic],
+    startOffset: 'earliest',
+    maxRetries: 2,
+    retryBackoff: { baseMs: 1, maxMs: 5 },
+    logger: quiet,
+    handler: async (message, { attempt }) => {
+      await Promise.resolve()
+      const { kind, i } = message.value
+      attempts.set(i, attempt)
+      if (kind === 'transient-once' && attempt === 1) throw new TransientError('flaky downstream')
+      if (kind === 'transient-always') throw new Error('connection refused')
+      if (kind === 'permanent') throw new PermanentError('schema mismatch: no id')
+      if (kind === 'business') throw new BusinessError('order already shipped')
+      done.push(i)
+    }
+  })
+  await consumer.start()
+  await waitFor(() => {
+    const m = consumer.metrics()
+    return m.processed + m.deadLettered + m.business >= kinds.length
+  }, 60_000)
+  await consumer.stop()
+  const metrics = consumer.metrics()
+  assert.deepEqual(done, [0, 1, 6])
+  assert.equal(attempts.get(2), 3, 'transient: 1 attempt + 2 retries')
+  assert.equal(attempts.get(3), 1, 'permanent: no retry')
+  assert.equal(metrics.deadLettered, 3)
+  assert.equal(metrics.business, 1)
+  assert.equal((await committedOffsets(brokers(), groupId, topic)).get(0), BigInt(kinds.length))
+
+  const dead = await readTopic(brokers(), `${topic}.dlq`, 3, { quietMs: 500 })
+  assert.equal(dead.length, 3)
+  const infos = dead.map(record => ({ record, info: parseDeadLetterHeaders(record.headers) }))
+  const byOffset = new Map(infos.map(entry => [entry.info.originOffset, entry]))
+  assert.deepEqual([...byOffset.keys()].sort(), [2n, 3n, 5n])
+  const undecodable = byOffset.get(5n)
+  assert.deepEqual(undecodable?.record.value, Buffer.from([0xff, 0x7b]), 'raw bytes kept')
+  assert.equal(undecodable?.info.errorKind, 'permanent')
+  assert.equal(byOffset.get(2n)?.info.errorKind, 'transient')
+  assert.equal(byOffset.get(2n)?.info.attempts, 3)
+  assert.equal(byOffset.get(3n)?.info.consumerGroup, groupId)
+  assert.equal(byOffset.get(3n)?.info.originTopic, topic)
+})
+
+test('batch handler: consecutive records of one partition; a failing record is split out and dead-lettered alone', async t => {
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers(), partitions: 2 })
+  t.after(drop)
+  const dlq = await createTestTopic({ bootstrapServers: brokers(), prefix: 'batch-dlq' })
+  t.after(dlq.delete)
+  await produceKeyed(brokers(), topic, 400, { keys: 8 })
+  const batches: { partition: number; offsets: bigint[] }[] = []
+  const consumer = new Consumer<{ key: string; seq: number }>({
+    brokers: brokers(),
+    groupId: uniqueName('group'),
+    topics: [topic],
+    startOffset: 'earliest',
+    dlqTopic: dlq.topic,
+    maxPollRecords: 50,
+    maxRetries: 0,
+    logger: quiet,
+    batchHandler: async messages => {
+      await Promise.resolve()
+      if (messages.some(m => m.value.key === 'key-3' && m.value.seq === 7)) throw new PermanentError('bad record')
+      batches.push({ partition: messages[0]?.partition ?? -1, offsets: messages.map(m => m.offset) })
+    }
+  })
+  await consumer.start()
+  await waitFor(() => consumer.metrics().processed + consumer.metrics().deadLettered >= 400, 60_000)
+  await consumer.stop()
+  assert.equal(consumer.metrics().deadLettered, 1)
+  for (const batch of batches) {
+    assert.ok(batch.offsets.length <= 50, 'maxPollRecords bounds a batch')
+    batch.offsets.forEach((offset, i) => i > 0 && assert.equal(offset, (batch.offsets[i - 1] as bigint) + 1n))
+  }
+  const dead = await readTopic(brokers(), dlq.topic, 1, { quietMs: 300 })
+  assert.equal(dead.length, 1)
+  assert.deepEqual(JSON.parse(dead[0]?.value.toString() ?? '{}'), { key: 'key-3', seq: 7 })
+})
+
+test('replayed records meant for another group are skipped and committed; lag returns to 0', async t => {
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  t.after(drop)
+  const groupId = uniqueName('group')
+  await produceKeyed(brokers(), topic, 5, { keys: 1 })
+  await produceKeyed(brokers(), topic, 3, { keys: 1, start: 5, headers: { 'kafkit-replay-group': 'someone-else' } })
+  await produceKeyed(brokers(), topic, 2, { keys: 1, start: 8, headers: { 'kafkit-replay-group': groupId } })
+  const handled: number[] = []
+  const consumer = new Consumer<{ seq: number }>({
+    brokers: brokers(),
+    groupId,
+    topics: [topic],
+    startOffset: 'earliest',
+    ensureTopics: false,
+    logger: quiet,
+    handler: message => {
+      handled.push(message.value.seq)
+      return Promise.resolve()
+    }
+  })
+  await consumer.start()
+  await waitFor(() => consumer.metrics().processed + consumer.metrics().skipped >= 10, 60_000)
+  await consumer.commit()
+  const lag = await consumer.lag()
+  await consumer.stop()
+  assert.deepEqual(handled, [0, 1, 2, 3, 4, 8, 9])
+  assert.equal(consumer.metrics().skipped, 3)
+  assert.deepEqual(
+    lag.map(entry => entry.lag),
+    [0n]
+  )
+})
+
+test('bad configuration fails at construction with the key named', () => {
+  assert.throws(
+    () =>
+      new Consumer({
+        brokers: ['127.0.0.1:1'],
+        groupId: 'g',
+        topics: ['t'],
+        handler: async () => {},
+        env: { KAFKA_CONSUMER_START_OFFSET: '-3' }
+      }),
+    /KAFKA_CONSUMER_START_OFFSET/
+  )
+  assert.throws(
+    () =>
+      new Consumer({
+        brokers: ['127.0.0.1:1'],
+        groupId: 'g',
+        topics: ['t'],
+        concurrency: { mode: 'key' },
+        batchHandler: async () => {},
+        env: {}
+      }),
+    /concurrency\.mode/
+  )
+  assert.throws(
+    () => new Consumer({ brokers: ['127.0.0.1:1'], groupId: 'g', topics: ['t'], env: {} }),
+    /exactly one of `handler`/
+  )
+})
