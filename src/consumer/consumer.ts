@@ -32,7 +32,12 @@ import { ConfigError } from '../errors/kafkit-error.ts'
 import { ConsumerCircuitBreaker } from '../handling/consumer-breaker.ts'
 import { DeadLetterWriter } from '../handling/dead-letter-writer.ts'
 import type { ErrorKind } from '../handling/errors.ts'
-import { HandlerExecutor, type BatchOutcome, type HandlingOutcome } from '../handling/handler-executor.ts'
+import {
+  HandlerExecutor,
+  type BatchOutcome,
+  type DeadLetterOutcome,
+  type HandlingOutcome
+} from '../handling/handler-executor.ts'
 import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
 import { timeoutMiddleware } from '../handling/middleware/timeout.ts'
 import type { BatchHandler, ConsumedMessage, MessageHandler, Middleware } from '../handling/types.ts'
@@ -69,6 +74,28 @@ export interface ConsumerInit<V = unknown> extends Partial<ConsumerOptions> {
   logger?: HandlingLogger
   /** Environment to read `KAFKA_*` from (default process.env). */
   env?: NodeJS.ProcessEnv
+  /** Reroutes failed records before the dead-letter topic (retry tiers). */
+  failureRoute?: FailureRoute<V>
+}
+
+/**
+ * An extension point for what happens to failed records before the dead-letter topic (retry tiers use
+ * it, src/retry). `route` runs for every dead-letter verdict; it resolves `rerouted` once the record is
+ * durably elsewhere (e.g. produced to a retry topic and acknowledged: the origin offset may then be
+ * committed), or `dead-letter` to let the runtime dead-letter it; a rejection leaves the record
+ * unsettled (redelivered). `intercept` runs before the handler and may take a record away
+ * (`rerouted`), e.g. to park it behind an earlier record of the same key that is waiting in retry.
+ */
+export interface FailureRoute<V = unknown> {
+  route(
+    message: ConsumedMessage<V>,
+    outcome: DeadLetterOutcome,
+    context: { signal: AbortSignal; groupId: string }
+  ): Promise<'rerouted' | 'dead-letter'>
+  intercept?(
+    message: ConsumedMessage<V>,
+    context: { signal: AbortSignal; groupId: string }
+  ): Promise<'handle' | 'rerouted'>
 }
 
 export interface ConsumerEvents {
@@ -80,7 +107,7 @@ export interface ConsumerEvents {
   settled: [{ topic: string; partition: number; offset: bigint; outcome: SettledOutcome }]
 }
 
-export type SettledOutcome = 'done' | 'business' | 'dead-letter' | 'skipped'
+export type SettledOutcome = 'done' | 'business' | 'dead-letter' | 'skipped' | 'rerouted'
 
 interface PartitionState {
   readonly id: string
@@ -91,6 +118,8 @@ interface PartitionState {
   /** Aborts the handlers of this partition (revoke, stop). */
   readonly controller: AbortController
   highest: bigint
+  /** When the oldest queued record arrived (batch linger). */
+  queuedSince: number
   /** Set while the partition is being given up: the generation it is given up in. */
   revokedIn?: number | undefined
   /** Called when its last in-flight work ended. */
@@ -112,6 +141,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   readonly #serde: Serde<V>
   readonly #executor: HandlerExecutor<V>
   readonly #batch: boolean
+  readonly #route: FailureRoute<V> | undefined
   readonly #metrics = new ConsumerMetricsRecorder()
   readonly #partitions = new Map<string, PartitionState>()
   #owned = new Set<string>()
@@ -130,6 +160,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   #commitRunning: Promise<void> | undefined
   #commitAgain = false
   #commitTimer: NodeJS.Timeout | undefined
+  #lingerTimer: NodeJS.Timeout | undefined
   #stopping: Promise<void> | undefined
   #failure: Error | undefined
   #done: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void }
@@ -138,7 +169,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
 
   constructor(init: ConsumerInit<V>) {
     super()
-    const { handler, batchHandler, middleware, valueSerde, classify, logger, env, ...options } = init
+    const { handler, batchHandler, middleware, valueSerde, classify, logger, env, failureRoute, ...options } = init
     this.config = consumerOptions.resolve(options, { env: env ?? process.env })
     if ((handler === undefined) === (batchHandler === undefined)) {
       throw new ConfigError('consumer: pass exactly one of `handler` (or an EventRouter) and `batchHandler`', {
@@ -160,6 +191,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     this.#logger = logger ?? defaultLogger()
     this.#serde = valueSerde ?? jsonSerde<V>()
     this.#batch = batchHandler !== undefined
+    this.#route = failureRoute
     this.breaker = this.config.breaker ? new ConsumerCircuitBreaker(this.config.breaker) : undefined
     this.breaker?.on('state', change => this.#onBreaker(change.from, change.to))
     const perMessage = isHandlerSource<V>(handler) ? handler.handler() : handler
@@ -206,7 +238,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     }
     const client = toClientOptions(this.config)
     try {
-      if (this.config.ensureTopics) await this.#ensureDeadLetterTopics()
+      if (this.config.ensureTopics && this.config.onDeadLetter === 'dlq') await this.#ensureDeadLetterTopics()
       this.#client = new ClientConsumer<Buffer, Buffer, Buffer, Buffer>(this.#clientOptions())
       this.#client.on('error', (error: Error) => {
         this.#logger.warn({ groupId: this.config.groupId, err: error.message }, 'consumer group error')
@@ -429,6 +461,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     if (record.offset <= state.highest) return
     state.highest = record.offset
     state.tracker.track(record.offset, record.leaderEpoch)
+    if (state.queue.size === 0) state.queuedSince = Date.now()
     state.queue.push(record)
     this.#buffered++
     this.#metrics.consumed++
@@ -444,7 +477,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       queue: new PartitionQueue<RawRecord>(this.config.concurrency.mode),
       tracker: new OffsetTracker(),
       controller: new AbortController(),
-      highest: -1n
+      highest: -1n,
+      queuedSince: 0
     }
     this.#partitions.set(state.id, state)
     return state
@@ -466,7 +500,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   #fail(error: Error): void {
     if (this.#failure || this.#stopping) return
     this.#failure = error
-    this.#logger.error({ groupId: this.config.groupId, err: error.message }, 'consumer stream failed; stopping')
+    this.#logger.error({ groupId: this.config.groupId, err: error.message }, 'consumer failed; stopping')
     void this.stop()
   }
 
@@ -476,6 +510,9 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     if (this.#health !== 'running' || this.#rebalancing) return
     if (this.breaker && !this.breaker.mayDispatch()) return
     const limit = this.config.concurrency.limit
+    const linger = this.#batch ? this.config.batchLingerMs : 0
+    const now = linger > 0 ? Date.now() : 0
+    let wakeIn = Number.POSITIVE_INFINITY
     let progressed = true
     while (progressed && this.#inFlight < limit) {
       progressed = false
@@ -483,7 +520,13 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         if (this.#inFlight >= limit) break
         if (state.revokedIn !== undefined || !state.queue.eligible) continue
         if (this.#batch) {
+          const due = state.queuedSince + linger - now
+          if (linger > 0 && state.queue.size < this.config.maxPollRecords && due > 0) {
+            wakeIn = Math.min(wakeIn, due)
+            continue
+          }
           const records = state.queue.nextBatch(this.config.maxPollRecords)
+          state.queuedSince = Date.now()
           if (records.length > 0) void this.#runBatch(state, records)
         } else {
           const record = state.queue.next()
@@ -491,6 +534,12 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         }
         progressed = true
       }
+    }
+    if (Number.isFinite(wakeIn) && !this.#lingerTimer) {
+      this.#lingerTimer = setTimeout(() => {
+        this.#lingerTimer = undefined
+        this.#pump()
+      }, wakeIn)
     }
   }
 
@@ -502,6 +551,14 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       const target = message.headers.get(REPLAY_GROUP_HEADER)
       if (target !== undefined && target.toString() !== this.config.groupId) {
         this.#settle(state, record.offset, 'skipped')
+        return
+      }
+      if (
+        error === undefined &&
+        this.#route?.intercept &&
+        (await this.#route.intercept(message, context)) === 'rerouted'
+      ) {
+        this.#settle(state, record.offset, 'rerouted')
         return
       }
       const outcome =
@@ -567,6 +624,43 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         this.#settle(state, message.offset, outcome.kind)
         return true
       case 'dead-letter':
+        if (this.#route) {
+          let routed: 'rerouted' | 'dead-letter'
+          try {
+            routed = await this.#route.route(message, outcome, {
+              signal: state.controller.signal,
+              groupId: this.config.groupId
+            })
+          } catch (error) {
+            this.#logger.warn(
+              {
+                topic: message.topic,
+                partition: message.partition,
+                offset: String(message.offset),
+                err: String(error)
+              },
+              'consumer: rerouting a failed record was not acknowledged; it stays uncommitted and will be redelivered'
+            )
+            return false
+          }
+          if (routed === 'rerouted') {
+            this.#settle(state, message.offset, 'rerouted')
+            return true
+          }
+        }
+        if (this.config.onDeadLetter === 'stop') {
+          const cause = outcome.error as Error | undefined
+          this.#fail(
+            new ConsumerStoppedError(
+              `consumer stopped at ${message.topic}/${message.partition}@${message.offset}: ${cause?.message ?? String(cause)} (onDeadLetter is 'stop'; set it to 'dlq' to dead-letter such records and go on)`,
+              {
+                cause,
+                details: { topic: message.topic, partition: message.partition, offset: String(message.offset) }
+              }
+            )
+          )
+          return false
+        }
         try {
           await this.#writerFor(message.topic).write(message, outcome, { signal: state.controller.signal })
         } catch (error) {
@@ -777,6 +871,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       process.off('SIGINT', this.#signalHandler)
     }
     clearInterval(this.#commitTimer)
+    clearTimeout(this.#lingerTimer)
     this.#stream?.pause()
     for (const state of this.#partitions.values()) this.#buffered -= state.queue.clear()
     await this.#waitForIdle(this.config.shutdownTimeoutMs)

@@ -9,6 +9,7 @@ export {
   type ConsumerEvents,
   type ConsumerHealth,
   type HandlerSource,
+  type FailureRoute,
   type SettledOutcome
 } from './consumer.ts'
 export { consumerOptions, type ConsumerOptions, type ConsumerConfig } from './options.ts'

@@ -39,6 +39,8 @@ export interface ConsumerMetrics {
   business: number
   /** Replayed records meant for another consumer group. */
   skipped: number
+  /** Records a failure route took over (e.g. sent to a retry tier, or parked behind their key). */
+  rerouted: number
   inFlight: number
   buffered: number
   commits: number
@@ -60,6 +62,7 @@ export class ConsumerMetricsRecorder {
   deadLettered = 0
   business = 0
   skipped = 0
+  rerouted = 0
   commits = 0
   commitFailures = 0
   rebalances = 0
@@ -78,8 +81,9 @@ export class ConsumerMetricsRecorder {
     }
   }
 
-  recordSettled(outcome: 'done' | 'business' | 'dead-letter' | 'skipped'): void {
+  recordSettled(outcome: 'done' | 'business' | 'dead-letter' | 'skipped' | 'rerouted'): void {
     if (outcome === 'done') this.processed++
+    else if (outcome === 'rerouted') this.rerouted++
     else if (outcome === 'business') this.business++
     else if (outcome === 'dead-letter') this.deadLettered++
     else this.skipped++
@@ -108,6 +112,7 @@ export class ConsumerMetricsRecorder {
       deadLettered: this.deadLettered,
       business: this.business,
       skipped: this.skipped,
+      rerouted: this.rerouted,
       commits: this.commits,
       commitFailures: this.commitFailures,
       commitLatencyMs: {

@@ -160,6 +160,14 @@ export const consumerOptions = defineOptions({
       .describe(
         'Seed 003 max poll records: the largest batch given to a batch handler, and how many records the client reads ahead of the worker.'
       ),
+    batchLingerMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(0)
+      .describe(
+        'Batch handlers: how long a partition with fewer than maxPollRecords records waits for more before its batch starts (0: at once).'
+      ),
     maxBufferedRecords: z
       .number()
       .int()
@@ -194,6 +202,12 @@ export const consumerOptions = defineOptions({
       .min(1)
       .optional()
       .describe('Dead-letter topic for every subscribed topic. Absent: `<topic>.dlq` per origin topic.'),
+    onDeadLetter: z
+      .enum(['dlq', 'stop'])
+      .default('dlq')
+      .describe(
+        '`dlq`: a record that fails permanently (or exhausts its retries) goes to the dead-letter topic and the partition moves on. `stop`: the consumer stops instead (nothing committed past the record; done() rejects with KAFKIT_CONSUMER_STOPPED naming it), like Kafka Connect errors.tolerance=none.'
+      ),
     ensureTopics: z
       .boolean()
       .default(true)

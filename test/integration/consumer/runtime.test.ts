@@ -294,3 +294,55 @@ test('bad configuration fails at construction with the key named', () => {
     /exactly one of `handler`/
   )
 })
+
+test("onDeadLetter 'stop': the consumer stops at the bad record, commits up to it and done() names it", async t => {
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  t.after(drop)
+  await produceKeyed(brokers(), topic, 10, { keys: 1 })
+  const groupId = uniqueName('group')
+  const consumer = new Consumer<{ seq: number }>({
+    brokers: brokers(),
+    groupId,
+    topics: [topic],
+    startOffset: 'earliest',
+    onDeadLetter: 'stop',
+    commitStrategy: 'message',
+    logger: quiet,
+    handler: message => (message.value.seq === 6 ? Promise.reject(new PermanentError('bad amount')) : Promise.resolve())
+  })
+  await consumer.start()
+  await assert.rejects(consumer.done(), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'KAFKIT_CONSUMER_STOPPED')
+    assert.match(error.message, new RegExp(`${topic}/0@6: bad amount`))
+    return true
+  })
+  assert.equal(consumer.health, 'failed')
+  assert.equal((await committedOffsets(brokers(), groupId, topic)).get(0), 6n)
+})
+
+test('batch linger: a partition waits up to batchLingerMs to fill its batch', async t => {
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  t.after(drop)
+  const sizes: number[] = []
+  const consumer = new Consumer<{ seq: number }>({
+    brokers: brokers(),
+    groupId: uniqueName('group'),
+    topics: [topic],
+    startOffset: 'earliest',
+    ensureTopics: false,
+    maxPollRecords: 100,
+    batchLingerMs: 1500,
+    logger: quiet,
+    batchHandler: messages => {
+      sizes.push(messages.length)
+      return Promise.resolve()
+    }
+  })
+  await consumer.start()
+  // Two produce calls well within the linger: they end up in one batch.
+  await produceKeyed(brokers(), topic, 30, { keys: 1 })
+  await produceKeyed(brokers(), topic, 30, { keys: 1, start: 30 })
+  await waitFor(() => consumer.metrics().processed >= 60, 30_000)
+  await consumer.stop()
+  assert.deepEqual(sizes, [60])
+})
