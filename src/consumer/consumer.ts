@@ -126,6 +126,15 @@ interface PartitionState {
   onIdle?: (() => void) | undefined
 }
 
+/** The client's error with the broker's error names inside it (ResponseError holds ProtocolErrors). */
+function describeClientError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error)
+  const inner = (error as { errors?: unknown[] } | undefined)?.errors
+  if (!Array.isArray(inner) || inner.length === 0) return message
+  const names = new Set(inner.map(e => (e as { apiId?: string; message?: string }).apiId ?? String(e)))
+  return `${message}: ${[...names].join(', ')}`
+}
+
 function partitionId(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`
 }
@@ -266,10 +275,17 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       })
     } catch (error) {
       await this.#closeClients()
+      // stop() during start closed the client under the pending join: that is a stop, not a failure.
+      if (this.#stopping) return
       this.#setHealth('failed')
       this.#failure = error instanceof Error ? error : new Error(String(error))
       this.#done.reject(this.#failure)
       throw error
+    }
+    if (this.#stopping) {
+      // stop() came while joining; it may have closed the clients before the stream existed.
+      await this.#closeClients()
+      return
     }
     this.#stream.on('data', (record: RawRecord) => this.#accept(record))
     this.#stream.on('error', (error: Error) => this.#fail(error))
@@ -314,13 +330,15 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       this.#commitAgain = true
       return this.#commitRunning
     }
-    this.#commitRunning = this.#commitOnce().finally(() => {
-      this.#commitRunning = undefined
-      if (this.#commitAgain) {
-        this.#commitAgain = false
-        void this.commit()
-      }
-    })
+    this.#commitRunning = this.#commitOnce()
+      .then(() => undefined)
+      .finally(() => {
+        this.#commitRunning = undefined
+        if (this.#commitAgain) {
+          this.#commitAgain = false
+          void this.commit()
+        }
+      })
     return this.#commitRunning
   }
 
@@ -717,16 +735,16 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     return this.#owned.has(state.id) && this.#partitions.get(state.id) === state
   }
 
-  async #commitOnce(states: Iterable<PartitionState> = this.#partitions.values()): Promise<void> {
+  async #commitOnce(states: Iterable<PartitionState> = this.#partitions.values()): Promise<boolean> {
     const client = this.#client
-    if (!client) return
+    if (!client) return true
     const entries: { state: PartitionState; offset: bigint; leaderEpoch: number }[] = []
     for (const state of states) {
       if (!this.#mayCommit(state)) continue
       const pending = state.tracker.pending()
       if (pending) entries.push({ state, ...pending })
     }
-    if (entries.length === 0) return
+    if (entries.length === 0) return true
     this.#sinceCommit = 0
     const started = performance.now()
     try {
@@ -742,10 +760,10 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       this.#metrics.commitFailures++
       // Not fatal: the records stay uncommitted and the next commit carries them (or they are redelivered).
       this.#logger.warn(
-        { groupId: this.config.groupId, partitions: entries.length, err: (error as Error).message },
+        { groupId: this.config.groupId, partitions: entries.length, err: describeClientError(error) },
         'consumer: offset commit failed'
       )
-      return
+      return false
     }
     const latencyMs = performance.now() - started
     for (const { state, offset } of entries) state.tracker.committed(offset)
@@ -754,6 +772,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       offsets: entries.map(({ state, offset }) => ({ topic: state.topic, partition: state.partition, offset })),
       latencyMs
     })
+    return true
   }
 
   // ---- rebalances ----------------------------------------------------------------------------------
@@ -874,15 +893,26 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     clearTimeout(this.#lingerTimer)
     this.#stream?.pause()
     for (const state of this.#partitions.values()) this.#buffered -= state.queue.clear()
+    const started = Date.now()
+    const step = (what: string) =>
+      this.#logger.debug({ groupId: this.config.groupId, ms: Date.now() - started }, `consumer stop: ${what}`)
     await this.#waitForIdle(this.config.shutdownTimeoutMs)
+    step('in-flight work ended')
     if (this.#inFlight > 0) {
       const stopped = new ConsumerStoppedError('the consumer stopped before this record settled')
       for (const state of this.#partitions.values()) state.controller.abort(stopped)
       // Handlers that honour the signal end now; one that ignores it is left behind (its record stays uncommitted).
       await this.#waitForIdle(2_000)
     }
-    await this.commit().catch(() => undefined)
+    // The last commit: a rebalance under way (other members leaving too) fails it with a retriable
+    // error; the client rejoins meanwhile, so try again for the partitions still owned.
+    await this.#commitRunning
+    for (let attempt = 1; attempt <= 10 && !(await this.#commitOnce()); attempt++) {
+      await new Promise(resolve => setTimeout(resolve, Math.min(100 * 2 ** attempt, 1000)))
+    }
+    step('committed')
     await this.#closeClients()
+    step('left the group')
     this.#setHealth(failed ? 'failed' : 'stopped')
     if (this.#failure) this.#done.reject(this.#failure)
     else this.#done.resolve()

@@ -1,0 +1,191 @@
+/**
+ * Reliability matrix A1/A2 for the consumer runtime, with real processes: workers (child processes,
+ * test/fixtures/consumer/ledger-worker.ts) write a ledger line per handled record before the handler
+ * resolves. They are SIGKILLed again and again, or join and leave a group of three (SIGTERM and
+ * SIGKILL), while they consume keyed records. Checks against the ledger: no record lost (every offset
+ * handled at least once: nothing was committed past an unhandled record), the same key strictly in
+ * order within each worker run, and, after a last graceful stop, the committed offsets at the end.
+ * Duplicates are expected (at-least-once) and reported.
+ *
+ * Sizes: KAFKIT_KILL_RECORDS (default 4000), KAFKIT_KILLS (default 10), KAFKIT_CHURN (default 8).
+ */
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { test, type TestContext } from 'node:test'
+import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
+import { bootstrapServers } from '../../helpers/env.ts'
+import { committedOffsets, produceKeyed } from './helpers.ts'
+
+const records = Number(process.env.KAFKIT_KILL_RECORDS ?? 4000)
+const kills = Number(process.env.KAFKIT_KILLS ?? 10)
+const churn = Number(process.env.KAFKIT_CHURN ?? 8)
+const workerFile = fileURLToPath(new URL('../../fixtures/consumer/ledger-worker.ts', import.meta.url))
+
+interface Worker {
+  run: string
+  child: ChildProcess
+  exited: Promise<unknown>
+}
+
+let runs = 0
+
+function startWorker(env: Record<string, string>): Worker {
+  const run = `r${++runs}`
+  const child = spawn(process.execPath, [workerFile], {
+    env: { ...process.env, ...env, RUN: run },
+    stdio: ['ignore', 'ignore', 'inherit']
+  })
+  return { run, child, exited: once(child, 'exit') }
+}
+
+interface LedgerLine {
+  run: string
+  partition: number
+  offset: bigint
+  key: string
+  seq: number
+}
+
+function readLedger(file: string): LedgerLine[] {
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : ''
+  return text
+    .split('\n')
+    .filter(line => line.length > 0)
+    .map(line => {
+      const [run, partition, offset, key, seq] = line.split(' ') as [string, string, string, string, string]
+      return { run, partition: Number(partition), offset: BigInt(offset), key, seq: Number(seq) }
+    })
+}
+
+function distinctHandled(file: string): number {
+  return new Set(readLedger(file).map(line => `${line.partition}:${line.offset}`)).size
+}
+
+async function waitForLedger(file: string, count: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (distinctHandled(file) < count) {
+    if (Date.now() > deadline) {
+      throw new Error(`only ${distinctHandled(file)} of ${count} records handled after ${timeoutMs} ms`)
+    }
+    await sleep(200)
+  }
+}
+
+async function waitForCommitted(groupId: string, topic: string, total: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const committed = await committedOffsets(bootstrapServers(), groupId, topic)
+    const sum = [...committed.values()].reduce((a, b) => a + b, 0n)
+    if (sum === BigInt(total)) return
+    if (Date.now() > deadline) throw new Error(`committed ${sum} of ${total} after ${timeoutMs} ms`)
+    await sleep(250)
+  }
+}
+
+/** No loss, per-key order within each run, committed offsets at the end. */
+async function check(t: TestContext, file: string, topic: string, groupId: string, total: number): Promise<void> {
+  const lines = readLedger(file)
+  const handled = new Set(lines.map(line => `${line.partition}:${line.offset}`))
+  assert.equal(handled.size, total, 'every record handled at least once')
+  const lastSeq = new Map<string, number>()
+  const violations: string[] = []
+  for (const line of lines) {
+    const id = `${line.run}:${line.key}`
+    const before = lastSeq.get(id)
+    if (before !== undefined && line.seq <= before) violations.push(`${id}: ${line.seq} after ${before}`)
+    lastSeq.set(id, line.seq)
+  }
+  assert.deepEqual(violations.slice(0, 5), [], 'the same key strictly in order within each run')
+  const committed = await committedOffsets(bootstrapServers(), groupId, topic)
+  const sum = [...committed.values()].reduce((a, b) => a + b, 0n)
+  assert.equal(sum, BigInt(total), 'committed offsets at the end of every partition')
+  t.diagnostic(`${lines.length} handlings for ${total} records (${lines.length - total} redeliveries)`)
+}
+
+test(`SIGKILL the worker ${kills} times while it consumes ${records} keyed records: nothing lost, keys in order`, async t => {
+  const brokers = bootstrapServers()
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 3 })
+  t.after(drop)
+  await produceKeyed(brokers, topic, records, { keys: 50 })
+  const groupId = uniqueName('kill-group')
+  const ledger = join(tmpdir(), `${uniqueName('ledger')}.txt`)
+  writeFileSync(ledger, '')
+  // Static membership: the restarted worker takes its predecessor's place at once, without waiting
+  // for the dead member's session to time out.
+  const env = {
+    KAFKA_BROKERS: brokers.join(','),
+    TOPIC: topic,
+    GROUP: groupId,
+    LEDGER: ledger,
+    ORDERING: 'key',
+    INSTANCE: 'worker-1',
+    // Slow enough that the kills land while records are in flight.
+    WORK_MS: '20',
+    LIMIT: '2'
+  }
+  for (let i = 0; i < kills; i++) {
+    const before = readLedger(ledger).length
+    const worker = startWorker(env)
+    // Kill it once it handled something (or after a while, if it is still joining), at a random moment.
+    const deadline = Date.now() + 15_000
+    while (readLedger(ledger).length <= before && Date.now() < deadline) await sleep(50)
+    await sleep(Math.random() * 400)
+    worker.child.kill('SIGKILL')
+    await worker.exited
+  }
+  t.diagnostic(`${distinctHandled(ledger)} of ${records} records handled when the last kill landed`)
+  const last = startWorker(env)
+  await waitForLedger(ledger, records, 120_000)
+  await waitForCommitted(groupId, topic, records, 60_000)
+  last.child.kill('SIGTERM')
+  await last.exited
+  await check(t, ledger, topic, groupId, records)
+})
+
+test(`three workers join and leave ${churn} times (SIGTERM and SIGKILL) while records arrive: nothing lost, keys in order`, async t => {
+  const brokers = bootstrapServers()
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 6 })
+  t.after(drop)
+  const groupId = uniqueName('churn-group')
+  const ledger = join(tmpdir(), `${uniqueName('ledger')}.txt`)
+  writeFileSync(ledger, '')
+  const env = {
+    KAFKA_BROKERS: brokers.join(','),
+    TOPIC: topic,
+    GROUP: groupId,
+    LEDGER: ledger,
+    ORDERING: 'key',
+    ASSIGNOR: 'cooperative-sticky',
+    // Slow enough that records are in flight when a worker leaves.
+    WORK_MS: '20',
+    LIMIT: '2'
+  }
+  const workers = [startWorker(env), startWorker(env), startWorker(env)]
+  t.after(() => {
+    for (const worker of workers) worker.child.kill('SIGKILL')
+  })
+  let produced = 0
+  const perRound = Math.ceil(records / churn)
+  for (let i = 0; i < churn; i++) {
+    produced += (await produceKeyed(brokers, topic, perRound, { keys: 50, start: produced })).length
+    await sleep(1000 + Math.random() * 1000)
+    const index = i % workers.length
+    const leaving = workers[index] as Worker
+    leaving.child.kill(i % 2 === 0 ? 'SIGTERM' : 'SIGKILL')
+    await leaving.exited
+    workers[index] = startWorker(env)
+  }
+  await waitForLedger(ledger, produced, 180_000)
+  // Records handled by a worker that died before committing are handled again by the new owner; the
+  // group's lag returns to 0 while the workers run.
+  await waitForCommitted(groupId, topic, produced, 60_000)
+  for (const worker of workers) worker.child.kill('SIGTERM')
+  await Promise.all(workers.map(worker => worker.exited))
+  await check(t, ledger, topic, groupId, produced)
+})
