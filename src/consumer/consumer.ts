@@ -404,7 +404,13 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       ...(config.groupInstanceId === undefined ? {} : { groupInstanceId: config.groupInstanceId })
     }
     if (config.groupProtocol === 'consumer') {
-      return { ...base, groupProtocol: 'consumer', rebalanceTimeout: config.rebalanceTimeoutMs }
+      // The client validates rebalanceTimeout >= sessionTimeout for both protocols (its default session is 60 s).
+      return {
+        ...base,
+        groupProtocol: 'consumer',
+        rebalanceTimeout: config.rebalanceTimeoutMs,
+        ...({ sessionTimeout: Math.min(config.sessionTimeoutMs, config.rebalanceTimeoutMs) } as object)
+      }
     }
     return {
       ...base,
@@ -840,6 +846,9 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   #revoke(state: PartitionState): void {
     state.revokedIn = this.#client?.generationId ?? -1
     this.#buffered -= state.queue.clear()
+    // Commit what settled at once: the client rejoins right after telling us, and a commit sent after
+    // the next generation formed is refused (ILLEGAL_GENERATION). In-flight work gets another try below.
+    if (state.tracker.pending()) void this.#commitOnce([state])
     const letGo = () => {
       state.onIdle = undefined
       clearTimeout(timer)
