@@ -26,6 +26,7 @@ const records = Number(process.env.KAFKIT_KILL_RECORDS ?? 4000)
 const kills = Number(process.env.KAFKIT_KILLS ?? 10)
 const churn = Number(process.env.KAFKIT_CHURN ?? 8)
 const workerFile = fileURLToPath(new URL('../../fixtures/consumer/ledger-worker.ts', import.meta.url))
+const controlFile = fileURLToPath(new URL('../../fixtures/consumer/autocommit-worker.ts', import.meta.url))
 
 interface Worker {
   run: string
@@ -35,9 +36,9 @@ interface Worker {
 
 let runs = 0
 
-function startWorker(env: Record<string, string>): Worker {
+function startWorker(env: Record<string, string>, file = workerFile): Worker {
   const run = `r${++runs}`
-  const child = spawn(process.execPath, [workerFile], {
+  const child = spawn(process.execPath, [file], {
     env: { ...process.env, ...env, RUN: run },
     stdio: ['ignore', 'ignore', 'inherit']
   })
@@ -108,11 +109,12 @@ async function check(t: TestContext, file: string, topic: string, groupId: strin
   t.diagnostic(`${lines.length} handlings for ${total} records (${lines.length - total} redeliveries)`)
 }
 
-test(`SIGKILL the worker ${kills} times while it consumes ${records} keyed records: nothing lost, keys in order`, async t => {
+/** Produces `count` keyed records, then starts and SIGKILLs a worker `times` times at random moments of progress. */
+async function killRepeatedly(t: TestContext, count: number, times: number, file: string) {
   const brokers = bootstrapServers()
   const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 3 })
   t.after(drop)
-  await produceKeyed(brokers, topic, records, { keys: 50 })
+  await produceKeyed(brokers, topic, count, { keys: 50 })
   const groupId = uniqueName('kill-group')
   const ledger = join(tmpdir(), `${uniqueName('ledger')}.txt`)
   writeFileSync(ledger, '')
@@ -129,9 +131,9 @@ test(`SIGKILL the worker ${kills} times while it consumes ${records} keyed recor
     WORK_MS: '20',
     LIMIT: '2'
   }
-  for (let i = 0; i < kills; i++) {
+  for (let i = 0; i < times; i++) {
     const before = readLedger(ledger).length
-    const worker = startWorker(env)
+    const worker = startWorker(env, file)
     // Kill it once it handled something (or after a while, if it is still joining), at a random moment.
     const deadline = Date.now() + 15_000
     while (readLedger(ledger).length <= before && Date.now() < deadline) await sleep(50)
@@ -139,13 +141,30 @@ test(`SIGKILL the worker ${kills} times while it consumes ${records} keyed recor
     worker.child.kill('SIGKILL')
     await worker.exited
   }
-  t.diagnostic(`${distinctHandled(ledger)} of ${records} records handled when the last kill landed`)
+  t.diagnostic(`${distinctHandled(ledger)} of ${count} records handled when the last kill landed`)
+  return { env, ledger, topic, groupId }
+}
+
+test(`SIGKILL the worker ${kills} times while it consumes ${records} keyed records: nothing lost, keys in order`, async t => {
+  const { env, ledger, topic, groupId } = await killRepeatedly(t, records, kills, workerFile)
   const last = startWorker(env)
   await waitForLedger(ledger, records, 120_000)
   await waitForCommitted(groupId, topic, records, 60_000)
   last.child.kill('SIGTERM')
   await last.exited
   await check(t, ledger, topic, groupId, records)
+})
+
+test('negative control: a worker that auto-commits what it fetched loses records when killed, and the check sees it', async t => {
+  const { env, ledger, topic, groupId } = await killRepeatedly(t, 2000, 3, controlFile)
+  const last = startWorker(env)
+  // The control never gets the lost records back: wait for it to catch up with what it can see.
+  await waitForCommitted(groupId, topic, 2000, 60_000)
+  await sleep(1000)
+  last.child.kill('SIGKILL')
+  await last.exited
+  assert.ok(distinctHandled(ledger) < 2000, `records were lost (${distinctHandled(ledger)} of 2000 handled)`)
+  await assert.rejects(check(t, ledger, topic, groupId, 2000), /every record handled at least once/)
 })
 
 test(`three workers join and leave ${churn} times (SIGTERM and SIGKILL) while records arrive: nothing lost, keys in order`, async t => {
