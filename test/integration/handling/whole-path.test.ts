@@ -2,22 +2,19 @@
  * Handling end to end on a real broker: poison pills and each error kind end where they should
  * (transient → retried, then DLQ; permanent → DLQ at once; business → committed, not in the DLQ), the
  * partition never stalls, and an open circuit breaker neither dead-letters nor commits. Driven by the
- * reference worker (the documented runtime contract in its smallest form).
+ * consumer runtime (src/consumer), which follows the contract at the top of src/handling/index.ts.
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { Admin, Producer } from '@platformatic/kafka'
 import { z } from 'zod'
-import { ConsumerCircuitBreaker } from '../../../src/handling/consumer-breaker.ts'
-import { DeadLetterWriter } from '../../../src/handling/dead-letter-writer.ts'
 import { parseDeadLetterHeaders, type DeadLetterInfo } from '../../../src/handling/dead-letter.ts'
 import { BusinessError, PermanentError, TransientError } from '../../../src/handling/errors.ts'
 import { EventRouter } from '../../../src/handling/event-router.ts'
-import { HandlerExecutor } from '../../../src/handling/handler-executor.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
-import { runReferenceWorker } from './reference-worker.ts'
+import { Consumer, type SettledOutcome } from '../../../src/consumer/consumer.ts'
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -30,6 +27,17 @@ async function committedOffset(brokers: string[], groupId: string, topic: string
   } finally {
     await admin.close()
   }
+}
+
+/** Runs the consumer until `expected` records settled; their verdicts by offset, in offset order. */
+async function settleAll<V>(consumer: Consumer<V>, expected: number): Promise<Map<bigint, SettledOutcome>> {
+  const outcomes = new Map<bigint, SettledOutcome>()
+  consumer.on('settled', ({ offset, outcome }) => outcomes.set(offset, outcome))
+  await consumer.start()
+  const deadline = Date.now() + 120_000
+  while (outcomes.size < expected && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+  await consumer.stop()
+  return new Map([...outcomes].sort(([a], [b]) => (a < b ? -1 : 1)))
 }
 
 function record(type: string | undefined, value: Buffer | null, key = 'k') {
@@ -96,39 +104,38 @@ test('poison pills and each error kind end where they should; the partition neve
       return Promise.reject(new Error('connect: connection refused'))
     })
   const groupId = uniqueName('handling')
-  const executor = new HandlerExecutor({
-    handler: router.handler(),
-    maxRetries: 2,
-    retryBackoff: { baseMs: 5, maxMs: 20 },
-    logger: quiet
-  })
-  const dlq = new DeadLetterWriter({ producer, topic: dlqTopic.topic, groupId, logger: quiet })
-
-  const outcomes = await runReferenceWorker({
-    brokers,
-    topic: source.topic,
-    groupId,
-    executor,
-    dlq,
-    expected: inputs.length,
-    signal: AbortSignal.timeout(120_000)
-  })
+  const outcomes = await settleAll(
+    new Consumer({
+      brokers,
+      groupId,
+      topics: [source.topic],
+      startOffset: 'earliest',
+      commitStrategy: 'message',
+      handler: router,
+      maxRetries: 2,
+      retryBackoff: { baseMs: 5, maxMs: 20 },
+      dlqTopic: dlqTopic.topic,
+      logger: quiet,
+      env: {}
+    }),
+    inputs.length
+  )
 
   assert.deepEqual(
-    [...outcomes].map(([offset, o]) => `${offset}:${o.kind}:${o.attempts}`),
+    [...outcomes].map(([offset, kind]) => `${offset}:${kind}`),
     [
-      '0:done:1',
-      '1:dead-letter:0',
-      '2:dead-letter:0',
-      '3:dead-letter:1',
-      '4:done:3',
-      '5:dead-letter:3',
-      '6:dead-letter:1',
-      '7:business:1',
-      '8:dead-letter:3',
-      '9:dead-letter:1',
-      '10:done:1',
-      '11:done:1'
+      '0:done',
+      '1:dead-letter',
+      '2:dead-letter',
+      '3:dead-letter',
+      '4:done',
+      '5:dead-letter',
+      '6:dead-letter',
+      '7:business',
+      '8:dead-letter',
+      '9:dead-letter',
+      '10:done',
+      '11:done'
     ]
   )
   assert.deepEqual(placed, ['ok-1', 'ok-2'])
@@ -186,29 +193,27 @@ test('while the circuit breaker is open nothing is dead-lettered or committed; a
 
   let downstreamUp = false
   const saved: number[] = []
-  const breaker = new ConsumerCircuitBreaker({ threshold: 2, cooldownMs: 150 })
   const groupId = uniqueName('breaker')
-  const executor = new HandlerExecutor<{ i: number }>({
+  const consumer = new Consumer<{ i: number }>({
+    brokers,
+    groupId,
+    topics: [source.topic],
+    startOffset: 'earliest',
+    commitStrategy: 'message',
     maxRetries: 1,
     retryBackoff: { baseMs: 5, maxMs: 10 },
-    breaker,
+    breaker: { threshold: 2, cooldownMs: 150 },
+    dlqTopic: dlqTopic.topic,
     logger: quiet,
+    env: {},
     handler: m => {
       if (!downstreamUp) return Promise.reject(new TransientError('db down'))
       saved.push(m.value.i)
       return Promise.resolve()
     }
   })
-  const dlq = new DeadLetterWriter({ producer, topic: dlqTopic.topic, groupId, logger: quiet })
-  const running = runReferenceWorker({
-    brokers,
-    topic: source.topic,
-    groupId,
-    executor: executor as HandlerExecutor,
-    dlq,
-    expected: total,
-    signal: AbortSignal.timeout(120_000)
-  })
+  const breaker = consumer.breaker as NonNullable<typeof consumer.breaker>
+  const running = settleAll(consumer, total)
   const deadline = Date.now() + 60_000
   while (breaker.trips < 3 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
   assert.equal(breaker.trips, 3, 'the breaker opened, and failed probes re-opened it')
@@ -217,7 +222,7 @@ test('while the circuit breaker is open nothing is dead-lettered or committed; a
   const outcomes = await running
   assert.equal(breaker.state, 'closed')
   assert.deepEqual(
-    [...outcomes.values()].map(o => o.kind),
+    [...outcomes.values()],
     Array.from({ length: total }, () => 'done')
   )
   assert.deepEqual(
