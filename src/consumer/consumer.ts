@@ -101,6 +101,7 @@ export interface FailureRoute<V = unknown> {
 export interface ConsumerEvents {
   health: [{ from: ConsumerHealth; to: ConsumerHealth }]
   assigned: [{ topic: string; partition: number }[]]
+  /** Partitions let go of (after their drain and last commit); no commit for them follows until assigned again. */
   revoked: [{ topic: string; partition: number }[]]
   commit: [{ offsets: { topic: string; partition: number; offset: bigint }[]; latencyMs: number }]
   /** One record reached a verdict (done, business, dead-letter after the DLQ acknowledged, skipped). */
@@ -833,13 +834,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         })
       )
     }
-    if (revoked.length > 0) {
-      for (const state of revoked) this.#revoke(state)
-      this.emit(
-        'revoked',
-        revoked.map(state => ({ topic: state.topic, partition: state.partition }))
-      )
-    }
+    for (const state of revoked) this.#revoke(state)
   }
 
   /** Gives up a partition: drop its queue, let in-flight work finish (budget), commit if still allowed, abort the rest. */
@@ -852,10 +847,16 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     const letGo = () => {
       state.onIdle = undefined
       clearTimeout(timer)
-      void this.#commitOnce([state]).finally(() => {
-        state.controller.abort(new PartitionRevokedError(`${state.topic}/${state.partition} was revoked`))
-        if (this.#partitions.get(state.id) === state) this.#partitions.delete(state.id)
-      })
+      void this.#commitOnce([state])
+        // A commit already under way may carry this partition too: let it land before letting go.
+        .then(() => this.#commitRunning)
+        .finally(() => {
+          state.controller.abort(new PartitionRevokedError(`${state.topic}/${state.partition} was revoked`))
+          if (this.#partitions.get(state.id) === state) this.#partitions.delete(state.id)
+          // From here on no commit for this partition is sent until it is assigned again.
+          state.revokedIn = Number.NaN
+          this.emit('revoked', [{ topic: state.topic, partition: state.partition }])
+        })
     }
     const timer = setTimeout(letGo, this.config.revokeDrainMs)
     if (state.queue.inFlight === 0) letGo()

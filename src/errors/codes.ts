@@ -32,7 +32,8 @@ export const errorCodes = {
   KAFKIT_DLQ_RECORD_INVALID:
     'A record read as a dead-letter record lacks a Kafkit DLQ header or has one that does not parse.',
   KAFKIT_DLQ_WRITE_FAILED: 'Producing a dead-letter record was not acknowledged within the allowed attempts.',
-  KAFKIT_CONSUMER_STATE: 'A consumer lifecycle call does not fit its state (e.g. start() on a consumer already started).',
+  KAFKIT_CONSUMER_STATE:
+    'A consumer lifecycle call does not fit its state (e.g. start() on a consumer already started).',
   KAFKIT_PARTITION_REVOKED:
     'A handler was aborted because its partition was revoked; the record is redelivered to the next owner.',
   KAFKIT_CONSUMER_STOPPED:

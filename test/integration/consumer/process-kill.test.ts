@@ -103,6 +103,20 @@ async function check(t: TestContext, file: string, topic: string, groupId: strin
     lastSeq.set(id, line.seq)
   }
   assert.deepEqual(violations.slice(0, 5), [], 'the same key strictly in order within each run')
+  // Across runs: the order in which each key's records were handled for the first time is the produce order.
+  const firstSeen = new Set<string>()
+  const firstOrder = new Map<string, number>()
+  const firstViolations: string[] = []
+  for (const line of lines) {
+    const id = `${line.key}:${line.seq}`
+    if (firstSeen.has(id)) continue
+    firstSeen.add(id)
+    const before = firstOrder.get(line.key)
+    if (before !== undefined && line.seq < before)
+      firstViolations.push(`${line.key}: ${line.seq} first handled after ${before}`)
+    firstOrder.set(line.key, line.seq)
+  }
+  assert.deepEqual(firstViolations.slice(0, 5), [], 'per key, records first handled in produce order')
   const committed = await committedOffsets(bootstrapServers(), groupId, topic)
   const sum = [...committed.values()].reduce((a, b) => a + b, 0n)
   assert.equal(sum, BigInt(total), 'committed offsets at the end of every partition')
@@ -185,6 +199,9 @@ test(`three workers join and leave ${churn} times (SIGTERM and SIGKILL) while re
     WORK_MS: '20',
     LIMIT: '2'
   }
+  const events = join(tmpdir(), `${uniqueName('events')}.txt`)
+  writeFileSync(events, '')
+  Object.assign(env, { EVENTS: events })
   const workers = [startWorker(env), startWorker(env), startWorker(env)]
   t.after(() => {
     for (const worker of workers) worker.child.kill('SIGKILL')
@@ -207,4 +224,24 @@ test(`three workers join and leave ${churn} times (SIGTERM and SIGKILL) while re
   for (const worker of workers) worker.child.kill('SIGTERM')
   await Promise.all(workers.map(worker => worker.exited))
   await check(t, ledger, topic, groupId, produced)
+  // No commit by a former owner after it let a partition go (until it is assigned that partition again).
+  const owned = new Set<string>()
+  const late: string[] = []
+  let commits = 0
+  let revokes = 0
+  for (const line of readFileSync(events, 'utf8').split('\n').filter(Boolean)) {
+    const [kind, run, partition] = line.split(' ') as [string, string, string]
+    const id = `${run}:${partition}`
+    if (kind === 'A') owned.add(id)
+    else if (kind === 'R') {
+      owned.delete(id)
+      revokes++
+    } else if (kind === 'C') {
+      commits++
+      if (!owned.has(id)) late.push(line)
+    }
+  }
+  assert.ok(revokes > 0, 'partitions were revoked')
+  assert.deepEqual(late.slice(0, 5), [], 'no commit by a former owner after revoke')
+  t.diagnostic(`${revokes} revokes, ${commits} partition commits`)
 })
