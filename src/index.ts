@@ -23,6 +23,28 @@ export {
   type TopicChange
 } from './topology/topic-plan.ts'
 export {
+  retryTopicNames,
+  planRetryTopics,
+  ensureRetryTopics,
+  formatDelay,
+  delayMs,
+  RetryTopicMisfitError,
+  TopicNotFoundError,
+  DEFAULT_RETRY_TIERS,
+  DEFAULT_RETRY_TOPIC_TEMPLATE,
+  DEFAULT_DLQ_TOPIC_TEMPLATE,
+  type RetryDelay,
+  type RetryTier,
+  type RetryTopicNames,
+  type RetryTopicNaming,
+  type RetryTopicNamer,
+  type DeadLetterTopicNamer,
+  type RetryTopicOptions,
+  type RetryTopicPlan,
+  type RetryTopicStatus,
+  type RetryTopicRole
+} from './topology/retry-topics.ts'
+export {
   readTopicSnapshot,
   snapshotRanges,
   type TopicSnapshotOptions,

@@ -66,7 +66,17 @@ export const errorCodes = {
   KAFKIT_TRANSACTION_ABORTED:
     'A message belonged to a transaction that was aborted before the message was sent; it will never be visible to read_committed consumers.',
   KAFKIT_TRANSACTION_STATE:
-    'A transaction call came in the wrong state (begin while one is open, commit or abort without one, send on a finished one).'
+    'A transaction call came in the wrong state (begin while one is open, commit or abort without one, send on a finished one).',
+  KAFKIT_TOPIC_NOT_FOUND:
+    'A topic an operation needs does not exist (the origin of retry topics, a DLQ to replay or purge, a replay target).',
+  KAFKIT_RETRY_TOPIC_MISFIT:
+    'An existing retry or dead-letter topic does not fit its origin (fewer partitions, compacted, retention not longer than its delay, smaller max.message.bytes); nothing was created.',
+  KAFKIT_DLQ_REPLAY_FAILED:
+    'A DLQ replay batch was not committed (fenced by another replay of the same DLQ, or refused by the broker): its records and ledger entries were aborted together; earlier batches stay replayed.',
+  KAFKIT_DLQ_PURGE_FAILED:
+    'Deleting DLQ records was refused (an offset past the end, a partition that does not exist, or the broker refused); the message names the partition.',
+  KAFKIT_CONFIRMATION_REQUIRED:
+    'A command that publishes or deletes records (dlq replay, dlq purge) needs confirmation: answer its prompt on a terminal, or pass --yes in scripts.'
 } as const
 
 export type ErrorCode = keyof typeof errorCodes
