@@ -1,10 +1,11 @@
 /**
  * One consumer benchmark client run, in its own process (fresh heap and JIT, its own peak RSS):
- * `client.ts <client> <topic> <end-offsets> <group> <handler-delay-ms>` joins `group` (new, so it starts
- * from the earliest offset), consumes every record of the pre-filled `topic` (`end-offsets`: the end
- * offset of each partition, comma-separated, as the topic was filled from offset 0), hands
- * each to the same handler (a no-op `async () => {}`, or one that awaits `setTimeout(delay)`), commits
- * the way the client normally does, stops once every record was handled, and prints one JSON line.
+ * `client.ts <client> <topic> <end-offsets> <group> <handler-delay-ms> [<max-seconds>]` joins `group` (new,
+ * so it starts from the earliest offset), consumes every record of the pre-filled `topic` (`end-offsets`:
+ * the end offset of each partition, comma-separated, as the topic was filled from offset 0), hands each
+ * to the same handler (a no-op `async () => {}`, or one that awaits `setTimeout(delay)`), commits the way
+ * the client normally does, stops once every record was handled (or after `max-seconds` when given: the
+ * lag workload), and prints one JSON line.
  *
  * The clock starts when the first record reaches the handler (group join and the first fetch excluded,
  * like ConsumerPerformance's fetch.nMsg.sec) and stops when the last distinct record's handler call
@@ -65,13 +66,17 @@ export interface ClientResult {
 type Handle = () => Promise<void>
 
 /**
- * Counts each record once (a bitmap per partition) and resolves `done` when all were handled.
- * Distinct counting keeps a redelivered record from ending the run early.
+ * Counts each record once (a bitmap per partition) and resolves `done` when all were handled, or
+ * `maxSeconds` after the first record when that is set (the lag workload: a slow handler that cannot
+ * finish, measured for its memory). Distinct counting keeps a redelivered record from ending a run early.
  */
 class Tally {
   readonly #seen: Uint8Array[]
   readonly #total: number
+  readonly #maxSeconds: number
   #distinct = 0
+  /** Distinct records handled when the clock stopped. */
+  handledAtEnd = 0
   duplicates = 0
   startedAt = 0
   firstAt = 0
@@ -81,9 +86,10 @@ class Tally {
   readonly done: Promise<void>
   #resolve!: () => void
 
-  constructor(ends: number[]) {
+  constructor(ends: number[], maxSeconds: number) {
     this.#seen = ends.map(end => new Uint8Array(end))
     this.#total = ends.reduce((a, b) => a + b, 0)
+    this.#maxSeconds = maxSeconds
     this.done = new Promise(resolve => (this.#resolve = resolve))
   }
 
@@ -96,6 +102,7 @@ class Tally {
     if (this.firstAt === 0) {
       this.firstAt = performance.now()
       this.cpuAtFirst = process.cpuUsage()
+      if (this.#maxSeconds > 0) setTimeout(() => this.#end(), this.#maxSeconds * 1000).unref()
     }
   }
 
@@ -107,26 +114,31 @@ class Tally {
       return
     }
     seen[offset] = 1
-    if (++this.#distinct === this.#total) {
-      this.lastAt = performance.now()
-      this.cpuAtLast = process.cpuUsage(this.cpuAtFirst)
-      this.#resolve()
-    }
+    if (++this.#distinct === this.#total) this.#end()
+  }
+
+  #end(): void {
+    if (this.lastAt > 0) return
+    this.lastAt = performance.now()
+    this.cpuAtLast = process.cpuUsage(this.cpuAtFirst)
+    this.handledAtEnd = this.#distinct
+    this.#resolve()
   }
 
   result(client: string, delayMs: number, stopMs: number): ClientResult {
     const seconds = (this.lastAt - this.firstAt) / 1000
     const cpu = this.cpuAtLast as NodeJS.CpuUsage
+    const messages = this.handledAtEnd
     return {
       client,
       delayMs,
-      messages: this.#total,
+      messages,
       duplicates: this.duplicates,
       seconds,
       secondsWithJoin: (this.lastAt - this.startedAt) / 1000,
-      msgsPerSec: this.#total / seconds,
-      mbPerSec: (this.#total * VALUE_BYTES) / seconds / (1024 * 1024),
-      cpuUsPerMsg: (cpu.user + cpu.system) / this.#total,
+      msgsPerSec: messages / seconds,
+      mbPerSec: (messages * VALUE_BYTES) / seconds / (1024 * 1024),
+      cpuUsPerMsg: (cpu.user + cpu.system) / messages,
       stopMs,
       peakRssMb: process.resourceUsage().maxRSS / 1024
     }
@@ -272,11 +284,11 @@ async function kafkajs(brokers: string[], topic: string, group: string, tally: T
 }
 
 if (import.meta.main) {
-  const [client, topic, partitionEnds, group, delay] = process.argv.slice(2)
+  const [client, topic, partitionEnds, group, delay, maxSeconds] = process.argv.slice(2)
   const brokers = (process.env.KAFKA_BROKERS ?? '').split(',').filter(Boolean)
   const ends = (partitionEnds ?? '').split(',').map(Number)
   const delayMs = Number(delay)
-  const tally = new Tally(ends)
+  const tally = new Tally(ends, Number(maxSeconds ?? 0))
   const handle: Handle = delayMs > 0 ? () => sleep(delayMs) : async () => {}
   const t = topic as string
   const g = group as string

@@ -2,7 +2,7 @@
  * `npm run bench:consumer`: consumer throughput of Kafkit, raw @platformatic/kafka, KafkaJS and Kafka's
  * own Java tool (org.apache.kafka.tools.ConsumerPerformance) against the same local broker in one run.
  *
- * Two workloads, each on one topic filled once before the runs (1 KiB values of random capital letters,
+ * Workloads, each on one topic filled once before the runs (1 KiB values of random capital letters,
  * keys `key-0000` ... over KEYS distinct keys, uncompressed), consumed in full by every client with a
  * fresh consumer group from the earliest offset:
  * - `noop`: MESSAGES records over PARTITIONS partitions, a no-op handler; every client commits the way
@@ -12,15 +12,22 @@
  *   eachBatch, Java ConsumerPerformance;
  * - `io`: SLOW_MESSAGES records on SLOW_PARTITIONS partition(s), a handler that awaits
  *   `setTimeout(SLOW_DELAY_MS)` (simulated I/O): Kafkit partition-ordered vs key-ordered with limit 16
- *   and 64 (what key-ordered parallelism buys).
+ *   and 64 (what key-ordered parallelism buys);
+ * - `lag` (only when WORKLOADS names it): LAG_MESSAGES records over PARTITIONS partitions and the same
+ *   slow handler, consumed for LAG_SECONDS only: how much memory Kafkit holds while the lag is huge
+ *   (its buffers are bounded by maxBufferedRecords, whatever the lag).
  * Node clients run in their own processes (bench/consumer/client.ts), which report their peak RSS.
  * ROUNDS rounds, client order rotating per round; the median of each client is reported. After every
- * run the group's committed offsets are read back: `uncommitted` counts records not covered by them.
+ * run the group's committed offsets are read back: `uncommitted` counts records handled but not covered
+ * by them.
  *
  * Env: MESSAGES (200000), PARTITIONS (6), KEYS (1000), SLOW_MESSAGES (30000), SLOW_PARTITIONS (1),
- * SLOW_DELAY_MS (1), ROUNDS (3), CLIENTS (comma-separated subset, default all), KAFKA_BROKERS (else a
+ * SLOW_DELAY_MS (1), LAG_MESSAGES (1000000), LAG_SECONDS (20), ROUNDS (3), WORKLOADS (default
+ * `noop,io`), CLIENTS (comma-separated subset, default all), BENCH_NODE_FLAGS (extra flags for the
+ * Node client processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`), KAFKA_BROKERS (else a
  * local Kafka on port 9592 is started for the run and stopped after, or reused when one already runs
- * there). Writes bench/results/consumer.json: every run, the medians, `ratios` and `peakRssMb`.
+ * there), RESULT_NAME (default `consumer`). Writes bench/results/<RESULT_NAME>.json: every run, the
+ * medians, `ratios` and `peakRssMb`.
  */
 import { execFile, spawn } from 'node:child_process'
 import { randomInt } from 'node:crypto'
@@ -42,6 +49,8 @@ const KEYS = env('KEYS', 1000)
 const SLOW_MESSAGES = env('SLOW_MESSAGES', 30_000)
 const SLOW_PARTITIONS = env('SLOW_PARTITIONS', 1)
 const SLOW_DELAY_MS = env('SLOW_DELAY_MS', 1)
+const LAG_MESSAGES = env('LAG_MESSAGES', 1_000_000)
+const LAG_SECONDS = env('LAG_SECONDS', 20)
 const ROUNDS = env('ROUNDS', 3)
 const PORT = 9592
 
@@ -66,12 +75,23 @@ const workloads = {
     messages: SLOW_MESSAGES,
     partitions: SLOW_PARTITIONS,
     clients: ['kafkit-partition', 'kafkit-key', 'kafkit-key64']
+  },
+  lag: {
+    delayMs: SLOW_DELAY_MS,
+    messages: LAG_MESSAGES,
+    partitions: PARTITIONS,
+    seconds: LAG_SECONDS,
+    clients: ['kafkit-partition', 'kafkit-key64']
   }
 } as const
 type Workload = keyof typeof workloads
 const only = process.env.CLIENTS?.split(',').filter(Boolean)
+const chosen = (process.env.WORKLOADS ?? 'noop,io').split(',').filter(Boolean)
 const selected = (workload: Workload) =>
-  workloads[workload].clients.filter(client => !only || only.includes(client)) as string[]
+  chosen.includes(workload)
+    ? (workloads[workload].clients.filter(client => !only || only.includes(client)) as string[])
+    : []
+const secondsOf = (workload: Workload) => ('seconds' in workloads[workload] ? LAG_SECONDS : 0)
 
 let brokers = process.env.KAFKA_BROKERS?.split(',').filter(Boolean)
 let startedHere = false
@@ -117,18 +137,25 @@ async function fill(topic: string, partitions: number, total: number): Promise<n
   return ends
 }
 
-/** Records of `topic` not covered by `group`'s committed offsets. */
-async function uncommitted(group: string, topic: string, ends: number[]): Promise<number> {
+/** Records of `topic` covered by `group`'s committed offsets. */
+async function committedRecords(group: string, topic: string, ends: number[]): Promise<number> {
   const [listed] = await admin.listConsumerGroupOffsets({ groups: [group] })
   const committed = new Map<number, number>()
   for (const t of listed?.topics ?? []) {
     if (t.name !== topic) continue
     for (const p of t.partitions) committed.set(p.partitionIndex, Math.max(0, Number(p.committedOffset)))
   }
-  return ends.reduce((n, end, partition) => n + end - Math.min(end, committed.get(partition) ?? 0), 0)
+  return ends.reduce((n, end, partition) => n + Math.min(end, committed.get(partition) ?? 0), 0)
 }
 
-async function nodeClient(client: string, topic: string, ends: number[], group: string, delayMs: number) {
+async function nodeClient(
+  client: string,
+  topic: string,
+  ends: number[],
+  group: string,
+  delayMs: number,
+  maxSeconds: number
+) {
   const child = spawn(
     process.execPath,
     [
@@ -141,7 +168,8 @@ async function nodeClient(client: string, topic: string, ends: number[], group: 
       topic,
       ends.join(','),
       group,
-      String(delayMs)
+      String(delayMs),
+      String(maxSeconds)
     ],
     { env: { ...process.env, KAFKA_BROKERS: bootstrap.join(',') }, stdio: ['ignore', 'pipe', 'inherit'] }
   )
@@ -245,8 +273,9 @@ try {
         const result =
           client === 'java'
             ? await javaClient(topic, ends, group)
-            : await nodeClient(client, topic, ends, group, delayMs)
-        const left = await uncommitted(group, topic, ends)
+            : await nodeClient(client, topic, ends, group, delayMs, secondsOf(workload))
+        // Handled but not covered by the group's commits (0 for a client that commits what it handled).
+        const left = Math.max(0, result.messages - (await committedRecords(group, topic, ends)))
         runs.push({ ...result, workload, round, uncommitted: left })
         const rss = Number.isNaN(result.peakRssMb) ? '' : ` rss ${result.peakRssMb.toFixed(0).padStart(4)} MB`
         console.error(
@@ -256,7 +285,10 @@ try {
     }
   }
 } finally {
-  for (const { topic } of Object.values(topics)) await admin.deleteTopics({ topics: [topic] }).catch(() => undefined)
+  // Kafkit creates `<topic>.dlq` at start (ensureTopics); nothing is dead-lettered here.
+  for (const { topic } of Object.values(topics)) {
+    for (const name of [topic, `${topic}.dlq`]) await admin.deleteTopics({ topics: [name] }).catch(() => undefined)
+  }
   await admin.deleteGroups({ groups }).catch(() => undefined)
   await admin.close()
   if (startedHere) await stopKafka({ port: PORT })
@@ -313,9 +345,10 @@ for (const [workload, table] of Object.entries(medians)) {
   }
 }
 
-const describe = {
+const describe: Record<Workload, string> = {
   noop: `${MESSAGES} x 1 KiB, ${PARTITIONS} partitions, ${KEYS} keys, no-op handler`,
-  io: `${SLOW_MESSAGES} x 1 KiB, ${SLOW_PARTITIONS} partition(s), ${KEYS} keys, handler awaits setTimeout(${SLOW_DELAY_MS})`
+  io: `${SLOW_MESSAGES} x 1 KiB, ${SLOW_PARTITIONS} partition(s), ${KEYS} keys, handler awaits setTimeout(${SLOW_DELAY_MS})`,
+  lag: `${LAG_MESSAGES} x 1 KiB of lag, ${PARTITIONS} partitions, handler awaits setTimeout(${SLOW_DELAY_MS}), ${LAG_SECONDS} s per run`
 }
 for (const workload of Object.keys(workloads) as Workload[]) {
   const table = medians[workload]
@@ -334,7 +367,7 @@ console.log('\nratios (msg/s):')
 for (const [name, value] of Object.entries(ratios)) console.log(`  ${name.padEnd(32)} ${value.toFixed(3)}`)
 
 await mkdir(join(import.meta.dirname, '..', 'results'), { recursive: true })
-const file = join(import.meta.dirname, '..', 'results', 'consumer.json')
+const file = join(import.meta.dirname, '..', 'results', `${process.env.RESULT_NAME ?? 'consumer'}.json`)
 await writeFile(
   file,
   `${JSON.stringify(
