@@ -1,11 +1,20 @@
 /**
  * Reads a topic as it stands now: from each partition's start (or a given offset) up to the end offsets
  * seen when the read began, then stops. Operations tooling (DLQ list/show/replay, tail) uses it: records
- * produced after the call are not waited for, so a read always ends. It consumes with a throwaway group
- * (MANUAL offsets, no commits) and deletes that group afterwards.
+ * produced after the call are not waited for, so a read always ends. It reads committed records only
+ * (read_committed, up to the last stable offset) and ends even when a partition's tail is a transaction
+ * marker or an aborted transaction. It consumes with a throwaway group (MANUAL offsets, no commits) and
+ * deletes that group afterwards.
  */
 import { randomBytes } from 'node:crypto'
-import { Admin, Consumer, MessagesStreamModes, type BaseOptions, type Message } from '@platformatic/kafka'
+import {
+  Admin,
+  Consumer,
+  FetchIsolationLevels,
+  MessagesStreamModes,
+  type BaseOptions,
+  type Message
+} from '@platformatic/kafka'
 
 export type RawRecord = Message<Buffer, Buffer, Buffer, Buffer>
 
@@ -34,10 +43,13 @@ export async function snapshotRanges(options: TopicSnapshotOptions): Promise<Par
     const metadata = await admin.metadata({ topics: [options.topic] })
     const count = metadata.topics.get(options.topic)?.partitionsCount ?? 0
     const partitions = options.partitions ?? Array.from({ length: count }, (_, i) => i)
+    // The end is the last stable offset (read_committed): records of a transaction still open are not
+    // part of the snapshot, and the read never waits for that transaction to finish.
     const query = async (timestamp: bigint) =>
       new Map(
         (
           await admin.listOffsets({
+            isolationLevel: FetchIsolationLevels.READ_COMMITTED,
             topics: [
               { name: options.topic, partitions: partitions.map(partitionIndex => ({ partitionIndex, timestamp })) }
             ]
@@ -60,26 +72,84 @@ export async function snapshotRanges(options: TopicSnapshotOptions): Promise<Par
 export async function* readTopicSnapshot(options: TopicSnapshotOptions): AsyncGenerator<RawRecord> {
   const ranges = (await snapshotRanges(options)).filter(r => r.start < r.end)
   if (ranges.length === 0) return
+  const { signal, topic } = options
+  signal?.throwIfAborted()
   const groupId = `kafkit-snapshot-${randomBytes(6).toString('hex')}`
-  const consumer = new Consumer({ clientId: 'kafkit-snapshot', ...options.client, groupId, maxWaitTime: 100 })
+  const consumer = new Consumer({
+    clientId: 'kafkit-snapshot',
+    ...options.client,
+    groupId,
+    maxWaitTime: 100,
+    isolationLevel: FetchIsolationLevels.READ_COMMITTED
+  })
   const remaining = new Map(ranges.map(r => [r.partition, r] as const))
   try {
     const stream = await consumer.consume({
-      topics: [options.topic],
+      topics: [topic],
       mode: MessagesStreamModes.MANUAL,
-      offsets: ranges.map(r => ({ topic: options.topic, partition: r.partition, offset: r.start })),
+      offsets: ranges.map(r => ({ topic, partition: r.partition, offset: r.start })),
       autocommit: false
     })
+    // The last offsets of a partition may hold no record to yield: a transaction's commit or abort
+    // marker, or records of an aborted transaction. So a partition also ends once the stream's fetch
+    // position passed the end and nothing it fetched is left unread; each fetch wakes the loop to check.
+    const iterator = (stream as AsyncIterable<RawRecord>)[Symbol.asyncIterator]()
+    let pending: Promise<void> | undefined
+    let ready: IteratorResult<RawRecord> | undefined
+    let failure: { error: unknown } | undefined
+    let wake: (() => void) | undefined
+    const nudge = () => {
+      const resolve = wake
+      wake = undefined
+      resolve?.()
+    }
+    const fetchedThrough = (range: PartitionRange) =>
+      (stream.offsetsToFetch.get(`${topic}:${range.partition}`) ?? -1n) >= range.end
+    stream.on('fetch', nudge)
+    signal?.addEventListener('abort', nudge)
     try {
-      for await (const record of stream as AsyncIterable<RawRecord>) {
-        options.signal?.throwIfAborted()
-        const range = remaining.get(record.partition)
-        if (!range || record.offset >= range.end) continue
-        yield record
-        if (record.offset >= range.end - 1n) remaining.delete(record.partition)
-        if (remaining.size === 0) break
+      for (;;) {
+        signal?.throwIfAborted()
+        if (failure) throw failure.error
+        if (ready === undefined && pending === undefined) {
+          pending = iterator.next().then(
+            result => {
+              ready = result
+              pending = undefined
+              nudge()
+            },
+            (error: unknown) => {
+              failure = { error }
+              nudge()
+            }
+          )
+        }
+        if (ready !== undefined) {
+          const result: IteratorResult<RawRecord> = ready
+          ready = undefined
+          if (result.done) break
+          const record = result.value
+          const range = remaining.get(record.partition)
+          if (!range || record.offset >= range.end) continue
+          yield record
+          if (record.offset >= range.end - 1n) remaining.delete(record.partition)
+          if (remaining.size === 0) break
+          continue
+        }
+        if (stream.readableLength === 0 && [...remaining.values()].every(fetchedThrough)) {
+          // The iterator may have taken the last record off the buffer without having resolved yet:
+          // let it settle (microtasks and the stream's nextTick work run before setImmediate).
+          await new Promise(resolve => setImmediate(resolve))
+          if (ready === undefined && failure === undefined && stream.readableLength === 0) break
+          continue
+        }
+        await new Promise<void>(resolve => {
+          wake = resolve
+        })
       }
     } finally {
+      stream.off('fetch', nudge)
+      signal?.removeEventListener('abort', nudge)
       await stream.close()
     }
   } finally {

@@ -58,3 +58,41 @@ test('an empty topic yields nothing and returns at once', async t => {
   for await (const record of readTopicSnapshot({ client: { bootstrapBrokers: brokers }, topic })) records.push(record)
   assert.equal(records.length, 0)
 })
+
+test('a partition whose last offsets are transaction markers or aborted records still ends', async t => {
+  const brokers = bootstrapServers()
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 2 })
+  t.after(drop)
+  const producer = new Producer({
+    clientId: 'snapshot-test-tx',
+    bootstrapBrokers: brokers,
+    serializers: stringSerializers,
+    idempotent: true,
+    transactionalId: `snapshot-test-${topic}`
+  })
+  t.after(() => producer.close())
+  const committed = await producer.beginTransaction()
+  await committed.send({
+    messages: [0, 1, 2].map(i => ({ topic, partition: 0, key: `c${i}`, value: `committed-${i}` }))
+  })
+  await committed.commit()
+  const aborted = await producer.beginTransaction()
+  await aborted.send({ messages: [{ topic, partition: 1, key: 'a', value: 'aborted' }] })
+  await aborted.abort()
+
+  const ranges = await snapshotRanges({ client: { bootstrapBrokers: brokers }, topic })
+  // Partition 0: three records and a commit marker; partition 1: an aborted record and its marker.
+  assert.deepEqual(
+    ranges.map(r => [r.partition, r.start, r.end]),
+    [
+      [0, 0n, 4n],
+      [1, 0n, 2n]
+    ]
+  )
+  const seen: string[] = []
+  const signal = AbortSignal.timeout(60_000)
+  for await (const record of readTopicSnapshot({ client: { bootstrapBrokers: brokers }, topic, signal })) {
+    seen.push(record.value.toString())
+  }
+  assert.deepEqual(seen, ['committed-0', 'committed-1', 'committed-2'], 'committed records only, and the read ends')
+})
