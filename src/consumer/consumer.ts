@@ -39,8 +39,8 @@ import {
   type HandlingOutcome
 } from '../handling/handler-executor.ts'
 import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
-import { timeoutMiddleware } from '../handling/middleware/timeout.ts'
-import type { BatchHandler, ConsumedMessage, MessageHandler, Middleware } from '../handling/types.ts'
+import { HandlerTimeoutError } from '../handling/errors.ts'
+import type { BatchHandler, ConsumedMessage, HandlerContext, MessageHandler, Middleware } from '../handling/types.ts'
 import { jsonSerde, type Serde } from '../message/serde.ts'
 import { ensureTopics } from '../topology/topic-plan.ts'
 import { decodeRecord, type RawRecord } from './decode.ts'
@@ -125,6 +125,51 @@ interface PartitionState {
   revokedIn?: number | undefined
   /** Called when its last in-flight work ended. */
   onIdle?: (() => void) | undefined
+  /** Handler calls running (for the max poll interval watchdog and to abort their signals). */
+  readonly calls: Set<HandlerCall>
+  /** The execution context of this partition's records (one object, reused). */
+  readonly context: { signal: AbortSignal; groupId: string }
+}
+
+/**
+ * One running handler call and the context its handler gets: its start, its own signal (made only when
+ * the handler asks for it, so handlers that never look at it cost nothing), its rejection.
+ */
+class HandlerCall implements HandlerContext {
+  readonly started = performance.now()
+  readonly message: { topic: string; partition: number; offset: bigint }
+  readonly groupId: string
+  readonly attempt: number
+  controller: AbortController | undefined
+  readonly reject: (error: unknown) => void
+  readonly #parent: AbortSignal
+  /** The parent is not a partition's signal, so nothing aborts this call's signal with it: listen. */
+  readonly #listen: boolean
+
+  constructor(
+    message: { topic: string; partition: number; offset: bigint },
+    context: HandlerContext,
+    listen: boolean,
+    reject: (error: unknown) => void
+  ) {
+    this.message = message
+    this.groupId = context.groupId
+    this.attempt = context.attempt
+    this.#parent = context.signal
+    this.#listen = listen
+    this.reject = reject
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      const controller = new AbortController()
+      this.controller = controller
+      const parent = this.#parent
+      if (parent.aborted) controller.abort(parent.reason)
+      else if (this.#listen) parent.addEventListener('abort', () => controller.abort(parent.reason), { once: true })
+    }
+    return this.controller.signal
+  }
 }
 
 /** The client's error with the broker's error names inside it (ResponseError holds ProtocolErrors). */
@@ -165,6 +210,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   /** Handler calls in flight (a batch counts once). */
   #inFlight = 0
   #streamPaused = false
+  /** Set when the concurrency limit left eligible work waiting. */
+  #starved = false
   #rebalancing = false
   #sinceCommit = 0
   #commitRunning: Promise<void> | undefined
@@ -176,6 +223,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   #done: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void }
   readonly #signalHandler = () => void this.stop()
   #drainWaiters: (() => void)[] = []
+  readonly #statesBySignal = new WeakMap<AbortSignal, PartitionState>()
+  #watchdogTimer: NodeJS.Timeout | undefined
 
   constructor(init: ConsumerInit<V>) {
     super()
@@ -209,7 +258,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       ...(perMessage ? { handler: perMessage } : {}),
       ...(batchHandler ? { batchHandler } : {}),
       // The max poll interval guards every call, innermost, under the user's middleware.
-      middleware: [...(middleware ?? []), timeoutMiddleware<V>(this.config.maxPollIntervalMs)],
+      middleware: [...(middleware ?? []), this.#watchdog()],
       maxRetries: this.config.maxRetries,
       retryBackoff: this.config.retryBackoff,
       ...(classify ? { classify } : {}),
@@ -394,6 +443,59 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     )
   }
 
+  /**
+   * Seed 003's max poll interval as a guard around every handler call, innermost. One timer checks the
+   * running calls (instead of a timer and a combined signal per call, which cost more than a no-op
+   * handler); a call over the limit fails with HandlerTimeoutError (transient) and its signal aborts.
+   * The call's signal is made on first use and aborts with the partition's (revoke, stop).
+   */
+  #watchdog(): Middleware<V> {
+    return next => (message, context) =>
+      new Promise<void>((resolve, reject) => {
+        const state = this.#statesBySignal.get(context.signal)
+        const call = new HandlerCall(message, context, state === undefined, reject)
+        state?.calls.add(call)
+        this.#armWatchdog()
+        next(message, call).then(
+          () => {
+            state?.calls.delete(call)
+            resolve()
+          },
+          (error: unknown) => {
+            state?.calls.delete(call)
+            // Passed on as thrown: the classifier looks at whatever the handler threw, Error or not.
+            // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+            reject(error)
+          }
+        )
+      })
+  }
+
+  #armWatchdog(): void {
+    if (this.#watchdogTimer) return
+    const limit = this.config.maxPollIntervalMs
+    this.#watchdogTimer = setInterval(
+      () => {
+        const now = performance.now()
+        for (const state of this.#partitions.values()) {
+          for (const call of state.calls) {
+            if (now - call.started < limit) continue
+            const { topic, partition, offset } = call.message
+            const error = new HandlerTimeoutError(
+              `handler for ${topic}/${partition}@${offset} did not finish within maxPollIntervalMs (${limit} ms)`,
+              { details: { timeoutMs: limit } }
+            )
+            state.calls.delete(call)
+            call.controller?.abort(error)
+            call.reject(error)
+          }
+        }
+      },
+      Math.min(Math.max(limit / 10, 50), 5000)
+    )
+    this.#watchdogTimer.unref()
+  }
+
   // ---- set-up --------------------------------------------------------------------------------------
 
   #clientOptions(): ClientConsumerOptions<Buffer, Buffer, Buffer, Buffer> {
@@ -495,16 +597,28 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   }
 
   #newPartition(topic: string, partition: number): PartitionState {
+    const controller = new AbortController()
     const state: PartitionState = {
       id: partitionId(topic, partition),
       topic,
       partition,
       queue: new PartitionQueue<RawRecord>(this.config.concurrency.mode),
       tracker: new OffsetTracker(),
-      controller: new AbortController(),
+      controller,
       highest: -1n,
-      queuedSince: 0
+      queuedSince: 0,
+      calls: new Set(),
+      context: { signal: controller.signal, groupId: this.config.groupId }
     }
+    // Revoke and stop abort the partition's controller; the running calls' own signals follow.
+    state.controller.signal.addEventListener(
+      'abort',
+      () => {
+        for (const call of state.calls) call.controller?.abort(state.controller.signal.reason)
+      },
+      { once: true }
+    )
+    this.#statesBySignal.set(state.controller.signal, state)
     this.#partitions.set(state.id, state)
     return state
   }
@@ -530,6 +644,26 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   }
 
   // ---- dispatching ---------------------------------------------------------------------------------
+
+  /**
+   * Fast path after a per-message call ended: start the next record of the same partition when it is
+   * the only thing that can be waiting (no starved partitions), without scanning every partition.
+   */
+  #next(state: PartitionState): void {
+    if (
+      this.#starved ||
+      this.#batch ||
+      this.#health !== 'running' ||
+      this.#rebalancing ||
+      (this.breaker && !this.breaker.mayDispatch())
+    ) {
+      this.#pump()
+      return
+    }
+    if (state.revokedIn !== undefined || this.#inFlight >= this.config.concurrency.limit) return
+    const record = state.queue.next()
+    if (record) void this.#runOne(state, record)
+  }
 
   #pump(): void {
     if (this.#health !== 'running' || this.#rebalancing) return
@@ -560,6 +694,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         progressed = true
       }
     }
+    // Work left behind by the concurrency limit: the next call to end must look at every partition.
+    this.#starved = this.#inFlight >= limit && [...this.#partitions.values()].some(s => s.queue.eligible)
     if (Number.isFinite(wakeIn) && !this.#lingerTimer) {
       this.#lingerTimer = setTimeout(() => {
         this.#lingerTimer = undefined
@@ -572,7 +708,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     this.#inFlight++
     try {
       const { message, error } = decodeRecord(record, this.#serde)
-      const context = { signal: state.controller.signal, groupId: this.config.groupId }
+      const context = state.context
       const target = message.headers.get(REPLAY_GROUP_HEADER)
       if (target !== undefined && target.toString() !== this.config.groupId) {
         this.#settle(state, record.offset, 'skipped')
@@ -706,7 +842,9 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     state.tracker.settle(offset)
     this.#metrics.recordSettled(outcome)
     this.#sinceCommit++
-    this.emit('settled', { topic: state.topic, partition: state.partition, offset, outcome })
+    if (this.listenerCount('settled') > 0) {
+      this.emit('settled', { topic: state.topic, partition: state.partition, offset, outcome })
+    }
     if (this.config.commitStrategy === 'message') void this.commit()
     else if (
       this.config.commitStrategy === 'interval' &&
@@ -731,7 +869,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       for (const wake of waiters) wake()
     }
     this.#maybeResumeStream()
-    this.#pump()
+    this.#next(state)
   }
 
   // ---- commits -------------------------------------------------------------------------------------
@@ -900,6 +1038,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       process.off('SIGINT', this.#signalHandler)
     }
     clearInterval(this.#commitTimer)
+    clearInterval(this.#watchdogTimer)
     clearTimeout(this.#lingerTimer)
     this.#stream?.pause()
     for (const state of this.#partitions.values()) this.#buffered -= state.queue.clear()

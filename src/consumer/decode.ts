@@ -7,7 +7,7 @@
 import type { Message } from '@platformatic/kafka'
 import type { ConsumedMessage } from '../handling/types.ts'
 import { DeserializationError } from '../handling/errors.ts'
-import { readStandardHeaders } from '../message/headers.ts'
+import { readStandardHeaders, type StandardHeaders } from '../message/headers.ts'
 import { utf8Strict, type Serde } from '../message/serde.ts'
 
 export type RawRecord = Message<Buffer, Buffer, Buffer, Buffer>
@@ -17,29 +17,43 @@ export interface Decoded<V> {
   error?: DeserializationError
 }
 
+const NO_HEADERS: ReadonlyMap<string, Buffer> = new Map()
+const NO_ENTRIES: readonly (readonly [string, Buffer])[] = Object.freeze([])
+const NO_META = Object.freeze(readStandardHeaders(new Map()))
+
 export function decodeRecord<V>(record: RawRecord, serde: Serde<V>): Decoded<V> {
-  const headerEntries = record.headerEntries.map(([name, value]) => [name.toString(), value] as const)
-  const headers = new Map(headerEntries)
+  // Most records carry no headers: share one empty map and one empty meta instead of building them.
+  let headers = NO_HEADERS
+  let headerEntries = NO_ENTRIES
+  let meta: StandardHeaders = NO_META
+  if (record.headerEntries.length > 0) {
+    headerEntries = record.headerEntries.map(([name, value]) => [name.toString(), value] as const)
+    const map = new Map(headerEntries)
+    headers = map
+    meta = readStandardHeaders(map)
+  }
   const raw = { key: record.key ?? null, value: record.value ?? null }
-  const base = {
+  const message: ConsumedMessage<V> = {
     topic: record.topic,
     partition: record.partition,
     offset: record.offset,
     timestamp: new Date(Number(record.timestamp)),
+    key: null,
+    value: undefined as V,
     headers,
     headerEntries,
-    meta: readStandardHeaders(headers),
+    meta,
     raw
   }
-  let key: string | null = null
   try {
-    key = raw.key === null ? null : utf8Strict(raw.key)
-    const value = raw.value === null ? (null as V) : serde.deserialize(raw.value)
-    return { message: { ...base, key, value } }
+    message.key = raw.key === null ? null : utf8Strict(raw.key)
+    message.value = raw.value === null ? (null as V) : serde.deserialize(raw.value)
+    return { message }
   } catch (error) {
-    const what = key === null && raw.key !== null ? 'key is not valid UTF-8' : 'value could not be deserialized'
+    const what = message.key === null && raw.key !== null ? 'key is not valid UTF-8' : 'value could not be deserialized'
+    message.value = undefined as V
     return {
-      message: { ...base, key, value: undefined as V },
+      message,
       error: new DeserializationError(`record ${what}: ${(error as Error).message}`, { cause: error })
     }
   }

@@ -32,5 +32,16 @@ const strictDecoder = new TextDecoder('utf-8', { fatal: true })
 
 /** Decodes UTF-8 and throws on invalid bytes (Buffer#toString would silently insert U+FFFD). */
 export function utf8Strict(bytes: Buffer): string {
+  // ASCII (every byte below 0x80) is valid UTF-8 and decodes faster as latin1; keys usually are.
+  if (bytes.length <= 64) {
+    let ascii = true
+    for (let i = 0; i < bytes.length; i++) {
+      if ((bytes[i] as number) >= 0x80) {
+        ascii = false
+        break
+      }
+    }
+    if (ascii) return bytes.toString('latin1')
+  }
   return strictDecoder.decode(bytes)
 }
