@@ -7,7 +7,8 @@
  * order within each worker run, and, after a last graceful stop, the committed offsets at the end.
  * Duplicates are expected (at-least-once) and reported.
  *
- * Sizes: KAFKIT_KILL_RECORDS (default 4000), KAFKIT_KILLS (default 10), KAFKIT_CHURN (default 8).
+ * Sizes: KAFKIT_KILL_RECORDS (default 4000), KAFKIT_KILLS (default 10), KAFKIT_CHURN (default 8),
+ * KAFKIT_KILL_WORK_MS (default 20: the longest simulated work per record).
  */
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -142,7 +143,7 @@ async function killRepeatedly(t: TestContext, count: number, times: number, file
     ORDERING: 'key',
     INSTANCE: 'worker-1',
     // Slow enough that the kills land while records are in flight.
-    WORK_MS: '20',
+    WORK_MS: process.env.KAFKIT_KILL_WORK_MS ?? '20',
     LIMIT: '2'
   }
   for (let i = 0; i < times; i++) {
@@ -196,7 +197,7 @@ test(`three workers join and leave ${churn} times (SIGTERM and SIGKILL) while re
     ORDERING: 'key',
     ASSIGNOR: 'cooperative-sticky',
     // Slow enough that records are in flight when a worker leaves.
-    WORK_MS: '20',
+    WORK_MS: process.env.KAFKIT_KILL_WORK_MS ?? '20',
     LIMIT: '2'
   }
   const events = join(tmpdir(), `${uniqueName('events')}.txt`)

@@ -346,3 +346,34 @@ test('batch linger: a partition waits up to batchLingerMs to fill its batch', as
   await consumer.stop()
   assert.deepEqual(sizes, [60])
 })
+
+test('max poll interval: a call running longer fails as a transient timeout, its signal aborts, and the retry goes on', async t => {
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  t.after(drop)
+  await produceKeyed(brokers(), topic, 3, { keys: 1 })
+  const reasons: unknown[] = []
+  const consumer = new Consumer<{ seq: number }>({
+    brokers: brokers(),
+    groupId: uniqueName('group'),
+    topics: [topic],
+    startOffset: 'earliest',
+    ensureTopics: false,
+    maxPollIntervalMs: 300,
+    maxRetries: 1,
+    retryBackoff: { baseMs: 1, maxMs: 1 },
+    logger: quiet,
+    env: {},
+    handler: (message, { attempt, signal }) => {
+      if (message.value.seq !== 1 || attempt > 1) return Promise.resolve()
+      // Hangs and ignores its signal (only records why it was aborted): the watchdog must fail it.
+      signal.addEventListener('abort', () => reasons.push(signal.reason))
+      return new Promise<void>(() => undefined)
+    }
+  })
+  await consumer.start()
+  await waitFor(() => consumer.metrics().processed >= 3, 30_000)
+  await consumer.stop()
+  assert.equal(consumer.metrics().retried, 1)
+  assert.equal(consumer.metrics().deadLettered, 0)
+  assert.equal((reasons[0] as { code?: string } | undefined)?.code, 'KAFKIT_HANDLER_TIMEOUT')
+})
