@@ -1,0 +1,336 @@
+/**
+ * `RetryingConsumer`: a consumer with delayed retry tiers (seed 003: 5m, 10m, 20m, 40m, then the DLQ)
+ * that never block a partition, and optional per-key ordered retries. It runs one consumer runtime per
+ * role, all with the same handler:
+ *
+ * - the origin consumer (the user's group and topics): a transient failure, once its in-place retries
+ *   are exhausted, is produced to the first tier topic and the origin partition moves on at once; the
+ *   origin offset is committed only after the tier acknowledged the record;
+ * - one consumer per tier (`<group>.retry.<delay>` on `<topic>.retry.<delay>`): holds each record
+ *   until it is due (one fixed delay per topic, so its records come due in order), then runs the
+ *   handler; a transient failure goes to the next tier, after the last tier the DLQ; permanent: the DLQ;
+ * - with per-key ordering, a release consumer (`<group>.retry.release`) for parked records handed back
+ *   in order (key-order-gate.ts), and a reader of the parked-keys topic.
+ *
+ * Tier consumers wait in `intercept`, outside the handler's time limit (maxPollIntervalMs), and stop
+ * waiting at once on stop(); a waiting record is simply not committed and is waited for again after a
+ * restart (its due time travels in its headers).
+ */
+import { Admin, Producer as ClientProducer } from '@platformatic/kafka'
+import { toClientOptions } from '../config/connection.ts'
+import { Consumer, type ConsumerInit } from '../consumer/consumer.ts'
+import { consumerOptions } from '../consumer/options.ts'
+import { ConsumerStateError, ConsumerStoppedError } from '../consumer/errors.ts'
+import type { ConsumerMetrics } from '../consumer/metrics.ts'
+import { ConfigError } from '../errors/kafkit-error.ts'
+import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
+import type { MessageHandler } from '../handling/types.ts'
+import { ensureTopics, type TopicSpec } from '../topology/topic-plan.ts'
+import { KeyOrderGate } from './key-order-gate.ts'
+import { retryOptions, type RetryConfig, type RetryOptions } from './options.ts'
+import { RetryRouter, type RetryRouterCounts } from './retry-router.ts'
+import type { RetryProducer } from './send-acknowledged.ts'
+import { formatDelay, retryFlowTopics, tierDelayMs, type RetryFlowTopics } from './topic-names.ts'
+
+export interface RetryingConsumerInit<V = unknown> extends ConsumerInit<V> {
+  /** Delayed retry tiers and per-key ordering (docs/retries.md). */
+  retry?: RetryOptions
+}
+
+export interface RetryingConsumerMetrics {
+  origin: ConsumerMetrics
+  tiers: (ConsumerMetrics & { tier: number; delayMs: number; groupId: string })[]
+  release: ConsumerMetrics | undefined
+  routed: RetryRouterCounts
+  /** Per-key ordering: keys held back and records parked (as this worker's reader sees them). */
+  keys: { blockedKeys: number; parkedRecords: number } | undefined
+}
+
+const DAY = 86_400_000
+const UNEXPECTED = 'consumer: unexpected failure handling a record'
+
+export class RetryingConsumer<V = unknown> {
+  readonly retry: Readonly<RetryConfig> & { readonly delaysMs: readonly number[] }
+  readonly origin: Consumer<V>
+  /** Tier consumers, tier 1 first. */
+  readonly tiers: readonly Consumer<V>[]
+  /** Per-key ordering only: the consumer of released parked records. */
+  readonly release: Consumer<V> | undefined
+  readonly flows: readonly RetryFlowTopics[]
+  readonly #router: RetryRouter
+  readonly #gate: KeyOrderGate | undefined
+  readonly #logger: HandlingLogger
+  readonly #handleSignals: boolean
+  readonly #stop = new AbortController()
+  readonly #partitions = new Map<string, number>()
+  #producer: ClientProducer<Buffer, Buffer, Buffer, Buffer> | undefined
+  #started = false
+  #stopping: Promise<void> | undefined
+  #failure: Error | undefined
+  #done: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void }
+  readonly #signalHandler = () => void this.stop()
+
+  constructor(init: RetryingConsumerInit<V>) {
+    const { retry, failureRoute, handler, batchHandler, handleSignals, logger, ...rest } = init
+    if (failureRoute) {
+      throw new ConfigError('RetryingConsumer: `failureRoute` is what the retry tiers use; pass `retry` options only', {
+        details: { key: 'failureRoute' }
+      })
+    }
+    const config = retryOptions.resolve(retry ?? {})
+    const delaysMs = config.tiers.map((delay, i) => tierDelayMs(delay, i + 1))
+    this.retry = Object.freeze({ ...config, delaysMs: Object.freeze(delaysMs) })
+    const user = logger ?? defaultLogger()
+    // stop() ends tier waits by aborting them; the runtime reports an aborted intercept as unexpected.
+    this.#logger = {
+      debug: (fields, message) => user.debug(fields, message),
+      info: (fields, message) => user.info(fields, message),
+      warn: (fields, message) => user.warn(fields, message),
+      error: (fields, message) =>
+        this.#stop.signal.aborted && message === UNEXPECTED ? user.debug(fields, message) : user.error(fields, message)
+    }
+    this.#handleSignals = handleSignals === true
+    const producer: RetryProducer = {
+      send: options => {
+        if (!this.#producer) throw new ConsumerStateError('RetryingConsumer: not started')
+        return this.#producer.send(options)
+      }
+    }
+    // The origin's options, resolved as its runtime will: they name the group, topics and DLQ of the tiers.
+    const { middleware: _m, valueSerde: _s, classify: _c, env, ...options } = rest
+    const originConfig = consumerOptions.resolve(options, { env: env ?? process.env })
+    if (config.perKeyOrdering && originConfig.concurrency.mode === 'unordered') {
+      throw new ConfigError(
+        "retry.perKeyOrdering keeps the records of a key in order, so concurrency.mode must be 'partition' or 'key' (got 'unordered')",
+        { details: { key: 'retry.perKeyOrdering' } }
+      )
+    }
+    this.flows = originConfig.topics.map(topic => retryFlowTopics(topic, delaysMs, originConfig.dlqTopic))
+    this.#gate = config.perKeyOrdering
+      ? new KeyOrderGate({
+          client: toClientOptions(originConfig),
+          producer,
+          flows: this.flows,
+          groupId: originConfig.groupId,
+          logger: this.#logger,
+          partitions: this.#partitions
+        })
+      : undefined
+    const router = new RetryRouter({
+      producer,
+      flows: this.flows,
+      partitions: this.#partitions,
+      groupId: originConfig.groupId,
+      onDeadLetter: originConfig.onDeadLetter,
+      logger: this.#logger,
+      gate: this.#gate,
+      stopSignal: this.#stop.signal
+    })
+    this.#router = router
+    this.origin = new Consumer<V>({
+      ...rest,
+      ...(handler ? { handler } : {}),
+      ...(batchHandler ? { batchHandler } : {}),
+      handleSignals: false,
+      logger: this.#logger,
+      failureRoute: router.originRoute<V>()
+    })
+    if (this.#gate) {
+      const gate = this.#gate
+      this.origin.on('assigned', partitions => gate.assigned(partitions))
+      this.origin.on('revoked', partitions => gate.revoked(partitions))
+    }
+
+    const perMessage: MessageHandler<V> | undefined =
+      handler === undefined ? undefined : typeof handler === 'function' ? handler : handler.handler()
+    const userHandler: MessageHandler<V> =
+      perMessage ?? ((message, context) => (batchHandler as NonNullable<typeof batchHandler>)([message], context))
+    const tierInit = (groupId: string, topics: string[]): ConsumerInit<V> => ({
+      ...rest,
+      groupId,
+      topics,
+      // A tier group reads its topics from the start: nothing written before it first joined may be skipped.
+      startOffset: 'earliest',
+      ensureTopics: false,
+      handleSignals: false,
+      maxRetries: config.maxRetriesPerTier,
+      ...(originConfig.breaker
+        ? {
+            breaker: {
+              ...originConfig.breaker,
+              threshold: Math.min(originConfig.breaker.threshold, config.maxRetriesPerTier + 1)
+            }
+          }
+        : {}),
+      logger: this.#logger,
+      handler: router.tierHandler(userHandler),
+      failureRoute: router.tierRoute<V>()
+    })
+    this.tiers = delaysMs.map(
+      (delayMs, i) =>
+        new Consumer<V>(
+          tierInit(
+            `${originConfig.groupId}.retry.${formatDelay(delayMs)}`,
+            this.flows.map(flow => (flow.tiers[i] as { topic: string }).topic)
+          )
+        )
+    )
+    this.release = config.perKeyOrdering
+      ? new Consumer<V>(
+          tierInit(
+            `${originConfig.groupId}.retry.release`,
+            this.flows.map(flow => flow.release)
+          )
+        )
+      : undefined
+
+    let resolve!: () => void
+    let reject!: (error: Error) => void
+    const promise = new Promise<void>((ok, fail) => {
+      resolve = ok
+      reject = fail
+    })
+    promise.catch(() => undefined)
+    this.#done = { promise, resolve, reject }
+  }
+
+  /** Every consumer runtime of the flow: origin, tiers, release. */
+  get consumers(): Consumer<V>[] {
+    return [this.origin, ...this.tiers, ...(this.release ? [this.release] : [])]
+  }
+
+  /** Creates missing retry topics (when the origin's `ensureTopics` is on), then starts every consumer. */
+  async start(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#started) throw new ConsumerStateError('RetryingConsumer: start() called twice')
+    this.#started = true
+    const { signal } = options
+    if (signal?.aborted) {
+      this.#done.resolve()
+      return
+    }
+    signal?.addEventListener('abort', () => void this.stop(), { once: true })
+    if (this.#handleSignals) {
+      process.once('SIGTERM', this.#signalHandler)
+      process.once('SIGINT', this.#signalHandler)
+    }
+    try {
+      await this.#provision()
+      this.#producer = new ClientProducer<Buffer, Buffer, Buffer, Buffer>({
+        ...toClientOptions(this.origin.config),
+        clientId: 'kafkit-retry',
+        acks: -1,
+        idempotent: true
+      })
+      await this.#gate?.start()
+      await Promise.all(this.consumers.map(consumer => consumer.start()))
+    } catch (error) {
+      this.#failure = error instanceof Error ? error : new Error(String(error))
+      await this.stop()
+      throw error
+    }
+    for (const consumer of this.consumers) {
+      consumer.done().catch((error: unknown) => {
+        this.#failure ??= error instanceof Error ? error : new Error(String(error))
+        void this.stop()
+      })
+    }
+  }
+
+  /** Settles once every consumer stopped: resolves after stop(), rejects with what made one fail. */
+  done(): Promise<void> {
+    return this.#done.promise
+  }
+
+  /** Stops every consumer (tier waits end at once; their records stay uncommitted), then the rest. */
+  async stop(): Promise<void> {
+    this.#stopping ??= this.#shutdown()
+    await this.#stopping
+  }
+
+  async close(): Promise<void> {
+    await this.stop()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop()
+  }
+
+  metrics(): RetryingConsumerMetrics {
+    return {
+      origin: this.origin.metrics(),
+      tiers: this.tiers.map((consumer, i) => ({
+        ...consumer.metrics(),
+        tier: i + 1,
+        delayMs: this.retry.delaysMs[i] as number,
+        groupId: consumer.config.groupId
+      })),
+      release: this.release?.metrics(),
+      routed: { ...this.#router.counts, toTier: { ...this.#router.counts.toTier } },
+      keys: this.#gate?.counts()
+    }
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#stop.abort(new ConsumerStoppedError('the retrying consumer stopped'))
+    if (this.#handleSignals) {
+      process.off('SIGTERM', this.#signalHandler)
+      process.off('SIGINT', this.#signalHandler)
+    }
+    await Promise.allSettled(this.consumers.map(consumer => consumer.stop()))
+    await this.#gate?.stop()
+    await this.#producer?.close().catch(() => undefined)
+    if (this.#gate) {
+      const admin = new Admin(toClientOptions(this.origin.config))
+      await admin.deleteGroups({ groups: [this.#gate.readerGroup] }).catch(() => undefined)
+      await admin.close().catch(() => undefined)
+    }
+    if (this.#failure) this.#done.reject(this.#failure)
+    else this.#done.resolve()
+  }
+
+  /** Tier and release topics like their origin (partitions; retention past the longest delay), the parked-keys topic compacted. */
+  async #provision(): Promise<void> {
+    const config = this.origin.config
+    const admin = new Admin(toClientOptions(config))
+    try {
+      const metadata = await admin.metadata({ topics: [...config.topics] })
+      const retention = Math.max(7 * DAY, 4 * Math.max(...this.retry.delaysMs))
+      const specs: TopicSpec[] = []
+      for (const flow of this.flows) {
+        const partitions = metadata.topics.get(flow.origin)?.partitionsCount ?? 1
+        const deleting = (name: string): TopicSpec => ({
+          name,
+          partitions,
+          configs: { 'cleanup.policy': 'delete' },
+          atLeast: { 'retention.ms': retention }
+        })
+        specs.push(...flow.tiers.map(tier => deleting(tier.topic)))
+        if (this.#gate) {
+          specs.push(deleting(flow.release), {
+            name: flow.parked,
+            partitions,
+            configs: {
+              'cleanup.policy': 'compact',
+              'min.cleanable.dirty.ratio': '0.1',
+              'segment.ms': String(3_600_000)
+            }
+          })
+        }
+      }
+      if (config.ensureTopics) await ensureTopics(admin, specs)
+      const names = specs.map(spec => spec.name)
+      const existing = new Set(await admin.listTopics({ includeInternals: false }))
+      const missing = names.filter(name => !existing.has(name))
+      if (missing.length > 0) {
+        throw new ConfigError(
+          `retry topics missing: ${missing.join(', ')}: create them like their origin topic, or set ensureTopics: true`,
+          { details: { key: 'ensureTopics', topics: missing } }
+        )
+      }
+      const derived = await admin.metadata({ topics: names, forceUpdate: true })
+      for (const name of names) this.#partitions.set(name, derived.topics.get(name)?.partitionsCount ?? 1)
+    } finally {
+      await admin.close().catch(() => undefined)
+    }
+  }
+}
