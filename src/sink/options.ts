@@ -68,6 +68,14 @@ export const sinkOptions = defineOptions({
         .describe(
           'Partitions written at the same time (each partition one batch at a time, in order); at most the database pool size.'
         ),
+      maxBufferedRecords: z
+        .number()
+        .int()
+        .min(1)
+        .optional()
+        .describe(
+          'Records held (queued + being written) before fetching pauses; default batchSize x (maxInFlight + 2), enough for every partition in flight to have its next batch ready.'
+        ),
       errorsTolerance: z
         .enum(['none', 'all'])
         .default('none')

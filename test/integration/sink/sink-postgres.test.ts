@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { test } from 'node:test'
+import { Admin } from '@platformatic/kafka'
 import pg from 'pg'
 import { parseDeadLetterHeaders } from '../../../src/handling/dead-letter.ts'
 import { PostgresSink } from '../../../src/postgres/postgres-sink.ts'
@@ -29,6 +30,22 @@ import {
 import { createTestSchema } from './postgres-schema.ts'
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
+
+/** The group's committed offset per partition of `topic`. */
+async function committedOffsets(brokers: string[], groupId: string, topic: string): Promise<Map<number, bigint>> {
+  const admin = new Admin({ clientId: 'kafkit-sink-test', bootstrapBrokers: brokers })
+  try {
+    const [group] = await admin.listConsumerGroupOffsets({ groups: [groupId] })
+    return new Map(
+      (group?.topics.find(entry => entry.name === topic)?.partitions ?? []).map(p => [
+        p.partitionIndex,
+        p.committedOffset
+      ])
+    )
+  } finally {
+    await admin.close()
+  }
+}
 
 test('idempotent sink: good records stored once, bad ones dead-lettered, lag 0', async t => {
   const brokers = bootstrapServers()
@@ -88,9 +105,10 @@ test('errorsTolerance none: the sink stops before the first bad record and commi
   // 100 events; index 49 is the first bad one (badEvery 50).
   await produceLogEvents(brokers, source.topic, 100, { badEvery: 50 })
   const writer = new PostgresSink<LogRow>({ database: db.pool, table, columns: logColumns, key: ['log_id'] })
+  const groupId = uniqueName('sink')
   const sink = new Sink<LogEvent, LogRow>({
     brokers,
-    groupId: uniqueName('sink'),
+    groupId,
     topics: [source.topic],
     batchSize: 30,
     lingerMs: 50,
@@ -108,6 +126,113 @@ test('errorsTolerance none: the sink stops before the first bad record and commi
   })
   const [count] = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`)
   assert.equal(count?.n, '49', 'the records before the bad one are stored')
+  assert.equal((await committedOffsets(brokers, groupId, source.topic)).get(0), 49n, 'committed up to the bad record')
+})
+
+test('exactly-once, errorsTolerance all: undecodable, unmappable and database-rejected records are dead-lettered, the rest stored once', async t => {
+  const brokers = bootstrapServers()
+  const source = await createTestTopic({ bootstrapServers: brokers, partitions: 2, prefix: 'sink-src' })
+  t.after(source.delete)
+  const dlq = await createTestTopic({ bootstrapServers: brokers, partitions: 1, prefix: 'sink-dlq' })
+  t.after(dlq.delete)
+  const db = await createTestSchema(t)
+  const table = db.qualified('logs')
+  // No unique key; the database itself refuses one row (event 77).
+  await db.query(`${logTableDdl(table, { unique: false })}`)
+  await db.query(`ALTER TABLE ${table} ADD CONSTRAINT not_77 CHECK (message <> 'request 77')`)
+  const produced = await produceLogEvents(brokers, source.topic, 600, { badEvery: 200 })
+  const groupId = uniqueName('sink')
+  const writer = new PostgresSink<LogRow>({
+    database: db.pool,
+    table,
+    columns: logColumns,
+    delivery: 'exactly-once',
+    offsetsTable: db.qualified('kafkit_offsets')
+  })
+  t.after(() => writer.close())
+  const sink = new Sink<LogEvent, LogRow>({
+    brokers,
+    groupId,
+    topics: [source.topic],
+    batchSize: 100,
+    lingerMs: 50,
+    errorsTolerance: 'all',
+    dlqTopic: dlq.topic,
+    writer,
+    map: mapLogEvent,
+    logger: quiet
+  })
+  t.after(() => sink.close())
+  await sink.start()
+  assert.ok(await waitFor(() => sink.stats.records === 600, 60_000), `processed ${sink.stats.records} of 600`)
+  assert.ok(await waitFor(async () => (await sink.lag()) === 0, 20_000), 'lag returns to 0')
+  const [count] = await db.query<{ n: string; d: string }>(
+    `SELECT count(*) AS n, count(DISTINCT log_id) AS d FROM ${table}`
+  )
+  const expected = String(produced.good.length - 1)
+  assert.deepEqual(count, { n: expected, d: expected })
+  assert.equal(sink.stats.deadLettered, produced.bad + 1)
+  const dead = await readTopic(brokers, dlq.topic, produced.bad + 1, { quietMs: 500, timeoutMs: 20_000 })
+  const codes = dead.map(record => parseDeadLetterHeaders(record.headers).errorCode).sort()
+  assert.deepEqual(codes, [
+    'KAFKIT_DESERIALIZATION_FAILED',
+    'KAFKIT_SINK_MAPPING_FAILED',
+    'KAFKIT_SINK_MAPPING_FAILED',
+    'KAFKIT_SINK_WRITE_FAILED'
+  ])
+  // The stored offsets moved past every record, the dead-lettered ones included.
+  const stored = await db.query<{ s: string }>(
+    `SELECT sum(next_offset)::text AS s FROM ${db.qualified('kafkit_offsets')} WHERE "group" = $1`,
+    [groupId]
+  )
+  assert.equal(stored[0]?.s, '600')
+  await sink.stop()
+})
+
+test('exactly-once, errorsTolerance none: a row the database rejects stops the sink there; nothing after it is stored', async t => {
+  const brokers = bootstrapServers()
+  const source = await createTestTopic({ bootstrapServers: brokers, partitions: 1, prefix: 'sink-src' })
+  t.after(source.delete)
+  const db = await createTestSchema(t)
+  const table = db.qualified('logs')
+  await db.query(`${logTableDdl(table, { unique: false })}`)
+  await db.query(`ALTER TABLE ${table} ADD CONSTRAINT not_77 CHECK (message <> 'request 77')`)
+  await produceLogEvents(brokers, source.topic, 200)
+  const groupId = uniqueName('sink')
+  const offsetsTable = db.qualified('kafkit_offsets')
+  const writer = new PostgresSink<LogRow>({
+    database: db.pool,
+    table,
+    columns: logColumns,
+    delivery: 'exactly-once',
+    offsetsTable
+  })
+  t.after(() => writer.close())
+  const sink = new Sink<LogEvent, LogRow>({
+    brokers,
+    groupId,
+    topics: [source.topic],
+    batchSize: 50,
+    lingerMs: 50,
+    writer,
+    map: mapLogEvent,
+    logger: quiet
+  })
+  await sink.start()
+  await assert.rejects(sink.done(), (error: Error & { code: string; details: Record<string, unknown> }) => {
+    assert.equal(error.code, 'KAFKIT_SINK_STOPPED')
+    assert.equal(error.details.offset, '77')
+    assert.match(error.message, /not_77/)
+    return true
+  })
+  const [count] = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`)
+  assert.equal(count?.n, '77', 'the records before the rejected one are stored, none after it')
+  const [stored] = await db.query<{ next: string }>(
+    `SELECT next_offset::text AS next FROM ${offsetsTable} WHERE "group" = $1`,
+    [groupId]
+  )
+  assert.equal(stored?.next, '77', 'the stored offset stops at the rejected record')
+  assert.equal((await committedOffsets(brokers, groupId, source.topic)).get(0), 77n)
 })
 
 test('exactly-once sink: resumes from the offsets stored in Postgres, no duplicate without a unique key', async t => {
