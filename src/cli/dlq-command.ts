@@ -1,11 +1,27 @@
 /**
- * `kafkit dlq list|show`: look into a dead-letter topic from a terminal (readable) or a script
- * (`--json`). Brokers come from `--brokers` or KAFKA_BROKERS. Reads a snapshot: records that arrive
- * while the command runs are left for the next look.
+ * `kafkit dlq list|show|replay`: look into a dead-letter topic and send its records back, from a
+ * terminal (readable, progress on stderr) or a script (`--json`). Brokers come from `--brokers` or
+ * KAFKA_BROKERS. Reads a snapshot: records that arrive while a command runs are left for
+ * the next one. `replay` shows what it would do with `--dry-run`, and otherwise asks for confirmation on
+ * a terminal; without one it refuses unless `--yes` is given.
  */
+import { createInterface } from 'node:readline/promises'
 import { Command, InvalidArgumentError, Option } from 'commander'
-import { ConfigError } from '../errors/kafkit-error.ts'
-import { listDeadLetters, showDeadLetter, type DeadLetterEntry } from '../operations/dead-letter-inspector.ts'
+import { SingleBar, Presets } from 'cli-progress'
+import { ConfigError, KafkitError } from '../errors/kafkit-error.ts'
+import {
+  listDeadLetters,
+  showDeadLetter,
+  type DeadLetterEntry,
+  type DeadLetterFilter
+} from '../operations/dead-letter-inspector.ts'
+import {
+  replayDeadLetters,
+  replayOfValue,
+  type ReplayItem,
+  type ReplayPlanSummary,
+  type ReplayResult
+} from '../operations/dead-letter-replay.ts'
 
 function brokersFrom(option: string | undefined): string[] {
   const value = option ?? process.env.KAFKA_BROKERS
@@ -27,6 +43,113 @@ function parsePosition(value: string): { partition: number; offset: bigint } {
   if (!match?.[1] || !match[2]) throw new InvalidArgumentError('expected <partition>:<offset>, e.g. 0:42.')
   return { partition: Number(match[1]), offset: BigInt(match[2]) }
 }
+
+function parseOffset(value: string): bigint {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected an offset (a whole number >= 0).')
+  return BigInt(value)
+}
+
+function collectPartition(value: string, previous: number[] = []): number[] {
+  const partitions = value.split(',').map(s => s.trim())
+  for (const p of partitions) {
+    if (!/^\d+$/.test(p)) throw new InvalidArgumentError('expected a partition number (or a comma-separated list).')
+  }
+  return [...previous, ...partitions.map(Number)]
+}
+
+/** What a command needing confirmation says when there is no terminal to ask on. */
+export class ConfirmationRequiredError extends KafkitError {
+  constructor(message: string) {
+    super('KAFKIT_CONFIRMATION_REQUIRED', message)
+  }
+}
+
+/** Refuses before any work when the command would have to ask and cannot. */
+function requireConfirmable(command: string, opts: { yes: boolean; dryRun: boolean }): void {
+  if (opts.yes || opts.dryRun || process.stdin.isTTY) return
+  throw new ConfirmationRequiredError(
+    `kafkit dlq ${command} changes the cluster and needs confirmation, but stdin is not a terminal: pass --yes to go ahead (or --dry-run to see what it would do)`
+  )
+}
+
+/** Asks on the terminal; only "yes" goes ahead. */
+async function askYes(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr })
+  try {
+    const answer = await rl.question(`${question} Type "yes" to continue: `)
+    return answer.trim().toLowerCase() === 'yes'
+  } finally {
+    rl.close()
+  }
+}
+
+interface FilterOpts {
+  kind?: 'transient' | 'permanent'
+  class?: string
+  origin?: string
+  key?: string
+  since?: Date
+  until?: Date
+  group?: string
+  partition?: number[]
+  fromOffset?: bigint
+  toOffset?: bigint
+}
+
+function addFilterOptions(command: Command, groupHelp: string): Command {
+  return command
+    .addOption(new Option('--kind <kind>', 'error kind').choices(['transient', 'permanent']))
+    .option('--class <name>', 'error class, e.g. SyntaxError')
+    .option('--origin <topic>', 'origin topic')
+    .option('--key <key>', 'record key')
+    .addOption(new Option('--since <time>', 'dead-lettered at or after (ISO 8601)').argParser(parseDate))
+    .addOption(new Option('--until <time>', 'dead-lettered before (ISO 8601)').argParser(parseDate))
+    .option('--group <group>', groupHelp)
+    .addOption(
+      new Option('--partition <n>', 'DLQ partition (repeatable, or a comma-separated list)').argParser(collectPartition)
+    )
+    .addOption(new Option('--from-offset <offset>', 'DLQ offsets from (inclusive)').argParser(parseOffset))
+    .addOption(new Option('--to-offset <offset>', 'DLQ offsets up to (inclusive)').argParser(parseOffset))
+}
+
+function filterFrom(opts: FilterOpts, withGroup = true): DeadLetterFilter {
+  return {
+    ...(opts.kind === undefined ? {} : { errorKind: opts.kind }),
+    ...(opts.class === undefined ? {} : { errorClass: opts.class }),
+    ...(opts.origin === undefined ? {} : { originTopic: opts.origin }),
+    ...(opts.key === undefined ? {} : { key: opts.key }),
+    ...(opts.since === undefined ? {} : { since: opts.since }),
+    ...(opts.until === undefined ? {} : { until: opts.until }),
+    ...(opts.group === undefined || !withGroup ? {} : { consumerGroup: opts.group }),
+    ...(opts.partition === undefined ? {} : { partitions: opts.partition }),
+    ...(opts.fromOffset === undefined ? {} : { fromOffset: opts.fromOffset }),
+    ...(opts.toOffset === undefined ? {} : { toOffset: opts.toOffset })
+  }
+}
+
+/** A progress bar on stderr when it is a terminal; a no-op otherwise (CI logs, pipes). */
+function progressBar(): { update(done: number, total: number, label: string): void; stop(): void } {
+  if (!process.stderr.isTTY) return { update() {}, stop() {} }
+  let bar: SingleBar | undefined
+  return {
+    update(done, total, label) {
+      if (!bar) {
+        bar = new SingleBar(
+          { format: ' {label} [{bar}] {value}/{total}', hideCursor: true, stream: process.stderr },
+          Presets.shades_classic
+        )
+        bar.start(total, done, { label })
+      }
+      bar.setTotal(total)
+      bar.update(done, { label })
+    },
+    stop() {
+      bar?.stop()
+    }
+  }
+}
+
+const MAX_LINES = 50
 
 /** Printable text of a payload: UTF-8 when it is valid text, else base64 marked as such. */
 function readable(bytes: Buffer | null): string {
@@ -68,60 +191,36 @@ export function dlqCommand(): Command {
   const dlq = new Command('dlq').description('inspect dead-letter topics')
   const brokersOption = () => new Option('--brokers <list>', 'bootstrap brokers (default: KAFKA_BROKERS)')
 
-  dlq
-    .command('list')
-    .description('list dead-letter records with filters and counts per error')
-    .argument('<topic>', 'the dead-letter topic')
-    .addOption(brokersOption())
-    .addOption(new Option('--kind <kind>', 'error kind').choices(['transient', 'permanent']))
-    .option('--class <name>', 'error class, e.g. SyntaxError')
-    .option('--origin <topic>', 'origin topic')
-    .option('--key <key>', 'record key')
-    .addOption(new Option('--since <time>', 'dead-lettered at or after (ISO 8601)').argParser(parseDate))
-    .addOption(new Option('--until <time>', 'dead-lettered before (ISO 8601)').argParser(parseDate))
+  addFilterOptions(
+    dlq
+      .command('list')
+      .description('list dead-letter records with filters and counts per error')
+      .argument('<topic>', 'the dead-letter topic')
+      .addOption(brokersOption()),
+    'dead-lettered by this consumer group'
+  )
     .option('--json', 'print JSON', false)
-    .action(
-      async (
-        topic: string,
-        opts: {
-          brokers?: string
-          kind?: 'transient' | 'permanent'
-          class?: string
-          origin?: string
-          key?: string
-          since?: Date
-          until?: Date
-          json: boolean
+    .action(async (topic: string, opts: FilterOpts & { brokers?: string; json: boolean }) => {
+      const listing = await listDeadLetters({
+        client: { bootstrapBrokers: brokersFrom(opts.brokers) },
+        topic,
+        filter: filterFrom(opts),
+        onProgress: scanned => {
+          if (process.stderr.isTTY) process.stderr.write(`\rscanned ${scanned} records`)
         }
-      ) => {
-        const listing = await listDeadLetters({
-          client: { bootstrapBrokers: brokersFrom(opts.brokers) },
-          topic,
-          filter: {
-            ...(opts.kind === undefined ? {} : { errorKind: opts.kind }),
-            ...(opts.class === undefined ? {} : { errorClass: opts.class }),
-            ...(opts.origin === undefined ? {} : { originTopic: opts.origin }),
-            ...(opts.key === undefined ? {} : { key: opts.key }),
-            ...(opts.since === undefined ? {} : { since: opts.since }),
-            ...(opts.until === undefined ? {} : { until: opts.until })
-          },
-          onProgress: scanned => {
-            if (process.stderr.isTTY) process.stderr.write(`\rscanned ${scanned} records`)
-          }
-        })
-        if (process.stderr.isTTY) process.stderr.write('\r\x1b[K')
-        if (opts.json) {
-          process.stdout.write(
-            `${JSON.stringify({ scanned: listing.scanned, countsByError: listing.countsByError, records: listing.entries.map(toJson) }, null, 2)}\n`
-          )
-          return
-        }
-        for (const entry of listing.entries) process.stdout.write(`${oneLine(entry)}\n`)
-        process.stdout.write(`\n${listing.entries.length} of ${listing.scanned} records match\n`)
-        for (const c of listing.countsByError)
-          process.stdout.write(`  ${String(c.count).padStart(7)}  ${c.kind} ${c.errorClass}\n`)
+      })
+      if (process.stderr.isTTY) process.stderr.write('\r\x1b[K')
+      if (opts.json) {
+        process.stdout.write(
+          `${JSON.stringify({ scanned: listing.scanned, countsByError: listing.countsByError, records: listing.entries.map(toJson) }, null, 2)}\n`
+        )
+        return
       }
-    )
+      for (const entry of listing.entries) process.stdout.write(`${oneLine(entry)}\n`)
+      process.stdout.write(`\n${listing.entries.length} of ${listing.scanned} records match\n`)
+      for (const c of listing.countsByError)
+        process.stdout.write(`  ${String(c.count).padStart(7)}  ${c.kind} ${c.errorClass}\n`)
+    })
 
   dlq
     .command('show')
@@ -162,5 +261,152 @@ export function dlqCommand(): Command {
         process.stdout.write(`value\n${String(json.value)}\n`)
       }
     )
+  addFilterOptions(
+    dlq
+      .command('replay')
+      .description(
+        'publish dead-letter records again to their origin topic (or --to), once: a ledger skips records replayed before'
+      )
+      .argument('<topic>', 'the dead-letter topic')
+      .addOption(brokersOption()),
+    'only records dead-lettered by this consumer group; replayed records carry kafkit-replay-group so other groups skip them'
+  )
+    .option('--to <topic>', "publish to this topic instead of each record's origin topic")
+    .option('--force', 'replay records the ledger says were replayed already', false)
+    .option('--dry-run', 'show what would be replayed; publish nothing', false)
+    .option('-y, --yes', 'do not ask for confirmation', false)
+    .addOption(
+      new Option('--batch-size <n>', 'records per transaction').default(200).argParser(value => {
+        const n = Number(value)
+        if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number >= 1.')
+        return n
+      })
+    )
+    .option('--json', 'print JSON', false)
+    .action(
+      async (
+        topic: string,
+        opts: FilterOpts & {
+          brokers?: string
+          to?: string
+          force: boolean
+          dryRun: boolean
+          yes: boolean
+          batchSize: number
+          json: boolean
+        }
+      ) => {
+        requireConfirmable('replay', opts)
+        const bar = progressBar()
+        let result: ReplayResult
+        try {
+          result = await replayDeadLetters({
+            client: { bootstrapBrokers: brokersFrom(opts.brokers) },
+            topic,
+            filter: filterFrom(opts, false),
+            ...(opts.group === undefined ? {} : { group: opts.group }),
+            ...(opts.to === undefined ? {} : { to: opts.to }),
+            force: opts.force,
+            dryRun: opts.dryRun,
+            batchSize: opts.batchSize,
+            onProgress: progress => {
+              if (progress.phase === 'replaying') bar.update(progress.done, progress.total ?? 0, 'replayed')
+              else if (process.stderr.isTTY) process.stderr.write(`\rread ${progress.done} records`)
+            },
+            ...(opts.yes
+              ? {}
+              : {
+                  confirm: async (plan: ReplayPlanSummary) => {
+                    if (process.stderr.isTTY) process.stderr.write('\r\x1b[K')
+                    process.stderr.write(replayPlanText(plan))
+                    return askYes(`Replay ${plan.toReplay} record(s)?`)
+                  }
+                })
+          })
+        } finally {
+          bar.stop()
+          if (process.stderr.isTTY) process.stderr.write('\r\x1b[K')
+        }
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(replayJson(result), null, 2)}\n`)
+        } else {
+          process.stdout.write(replayResultText(result))
+        }
+        if (!result.confirmed) process.exitCode = 1
+        else if (result.unreplayable > 0) process.exitCode = 2
+      }
+    )
+
   return dlq
+}
+
+function itemLine(dlqTopic: string, item: ReplayItem): string {
+  const where = `${item.entry.partition}:${item.entry.offset}`
+  const key = item.entry.key === null ? '(null)' : readable(item.entry.key)
+  const shortKey = key.length > 40 ? `${key.slice(0, 37)}...` : key
+  const error = item.entry.info ? `${item.entry.info.errorKind} ${item.entry.info.errorClass}` : 'foreign'
+  switch (item.status) {
+    case 'replay':
+      return `  ${where}  -> ${item.target}[${item.targetPartition}]  key ${shortKey}  ${error}${item.previous ? `  (replayed ${item.previous.count}x before, last ${item.previous.replayedAt})` : ''}`
+    case 'already-replayed':
+      return `  ${where}  replayed to ${item.previous?.target}[${item.previous?.targetPartition}] at ${item.previous?.replayedAt}${item.previous?.group ? ` for group ${item.previous.group}` : ''}`
+    default:
+      return `  ${where}  ${item.reason ?? ''}  (${replayOfValue(dlqTopic, item.entry.partition, item.entry.offset)})`
+  }
+}
+
+function section(dlqTopic: string, title: string, items: ReplayItem[]): string {
+  if (items.length === 0) return ''
+  const lines = items.slice(0, MAX_LINES).map(i => itemLine(dlqTopic, i))
+  if (items.length > MAX_LINES) lines.push(`  ... and ${items.length - MAX_LINES} more (--json lists all)`)
+  return `${title} (${items.length}):\n${lines.join('\n')}\n`
+}
+
+function replayPlanText(plan: ReplayPlanSummary): string {
+  const targets = plan.targets.map(t => `${t.topic} (${t.count})`).join(', ')
+  return [
+    `${plan.dlqTopic}: ${plan.selected} of ${plan.scanned} record(s) selected${plan.group ? ` (dead-lettered by group ${plan.group})` : ''}`,
+    `  to replay: ${plan.toReplay}${targets ? ` -> ${targets}` : ''}${plan.force ? ' (--force: including records replayed before)' : ''}`,
+    `  already replayed, skipped: ${plan.alreadyReplayed}`,
+    `  cannot be replayed: ${plan.unreplayable}`,
+    ''
+  ].join('\n')
+}
+
+function replayResultText(result: ReplayResult): string {
+  const byStatus = (status: ReplayItem['status']) => result.items.filter(i => i.status === status)
+  let out = ''
+  if (result.dryRun) out += 'dry run: nothing was published\n'
+  out += replayPlanText(result)
+  out += section(result.dlqTopic, result.dryRun ? 'would replay' : 'to replay', byStatus('replay'))
+  out += section(
+    result.dlqTopic,
+    'already replayed (skipped; --force replays them again)',
+    byStatus('already-replayed')
+  )
+  out += section(result.dlqTopic, 'cannot be replayed', byStatus('unreplayable'))
+  if (!result.dryRun) {
+    out += result.confirmed
+      ? `replayed ${result.replayed} record(s); ledger ${result.ledgerTopic}\n`
+      : 'cancelled: nothing was published\n'
+  }
+  return out
+}
+
+function replayJson(result: ReplayResult): Record<string, unknown> {
+  const { items, ...summary } = result
+  return {
+    ...summary,
+    records: items.map(item => ({
+      partition: item.entry.partition,
+      offset: item.entry.offset.toString(),
+      status: item.status,
+      key: item.entry.key === null ? null : readable(item.entry.key),
+      originTopic: item.entry.info?.originTopic ?? null,
+      consumerGroup: item.entry.info?.consumerGroup ?? null,
+      ...(item.target === undefined ? {} : { target: item.target, targetPartition: item.targetPartition }),
+      ...(item.reason === undefined ? {} : { reason: item.reason }),
+      ...(item.previous === undefined ? {} : { previous: item.previous })
+    }))
+  }
 }

@@ -1,6 +1,7 @@
 /**
  * Reading a dead-letter topic for people: every record with its parsed `kafkit-dlq-*` metadata,
- * filtered (error kind/class, time range, key, origin topic) and counted per error. The `kafkit dlq`
+ * filtered (error kind/class, time range, key, origin topic, consumer group, DLQ partition and offset
+ * range) and counted per error. The `kafkit dlq`
  * commands print what this returns; records without Kafkit's headers are listed as foreign, never
  * dropped, so nothing in a DLQ is hidden from the person looking at it.
  */
@@ -17,6 +18,14 @@ export interface DeadLetterFilter {
   since?: Date
   /** Dead-lettered before. */
   until?: Date
+  /** Dead-lettered by this consumer group (header `kafkit-dlq-consumer-group`). */
+  consumerGroup?: string
+  /** Only these DLQ partitions. */
+  partitions?: readonly number[]
+  /** DLQ offsets from this one (inclusive), in every partition read. */
+  fromOffset?: bigint
+  /** DLQ offsets up to this one (inclusive), in every partition read. */
+  toOffset?: bigint
 }
 
 export interface DeadLetterEntry {
@@ -25,6 +34,8 @@ export interface DeadLetterEntry {
   key: Buffer | null
   value: Buffer | null
   headers: Map<string, Buffer>
+  /** The headers in order, repeated names kept (what a replay sends back). */
+  headerEntries: [string, Buffer][]
   /** Null for a record without Kafkit's dead-letter headers (written by another tool). */
   info: DeadLetterInfo | null
   /** Why `info` is null. */
@@ -41,13 +52,18 @@ export interface DeadLetterListing {
 
 function toEntry(record: RawRecord): DeadLetterEntry {
   const headers = new Map<string, Buffer>()
-  for (const [name, value] of record.headers) headers.set(name.toString(), value)
+  const headerEntries: [string, Buffer][] = []
+  for (const [name, value] of record.headerEntries ?? record.headers) {
+    headers.set(name.toString(), value)
+    headerEntries.push([name.toString(), value])
+  }
   const base = {
     partition: record.partition,
     offset: record.offset,
     key: record.key ?? null,
     value: record.value ?? null,
-    headers
+    headers,
+    headerEntries
   }
   try {
     return { ...base, info: parseDeadLetterHeaders(headers) }
@@ -59,10 +75,20 @@ function toEntry(record: RawRecord): DeadLetterEntry {
 export function matchesFilter(entry: DeadLetterEntry, filter: DeadLetterFilter): boolean {
   const { info } = entry
   if (filter.key !== undefined && entry.key?.toString('utf8') !== filter.key) return false
+  if (filter.partitions !== undefined && !filter.partitions.includes(entry.partition)) return false
+  if (filter.fromOffset !== undefined && entry.offset < filter.fromOffset) return false
+  if (filter.toOffset !== undefined && entry.offset > filter.toOffset) return false
   const needsInfo =
-    filter.errorKind ?? filter.errorClass ?? filter.originTopic ?? filter.since ?? filter.until ?? undefined
+    filter.errorKind ??
+    filter.errorClass ??
+    filter.originTopic ??
+    filter.since ??
+    filter.until ??
+    filter.consumerGroup ??
+    undefined
   if (needsInfo === undefined) return true
   if (!info) return false
+  if (filter.consumerGroup !== undefined && info.consumerGroup !== filter.consumerGroup) return false
   if (filter.errorKind !== undefined && info.errorKind !== filter.errorKind) return false
   if (filter.errorClass !== undefined && info.errorClass !== filter.errorClass) return false
   if (filter.originTopic !== undefined && info.originTopic !== filter.originTopic) return false
@@ -71,12 +97,22 @@ export function matchesFilter(entry: DeadLetterEntry, filter: DeadLetterFilter):
   return true
 }
 
+/** The part of the topic a filter can match: its partitions and offset range, so the rest is not read. */
+export function snapshotScope(options: TopicSnapshotOptions, filter: DeadLetterFilter): TopicSnapshotOptions {
+  const { partitions, fromOffset, toOffset } = filter
+  const scope: TopicSnapshotOptions = { ...options }
+  if (partitions !== undefined) scope.partitions = partitions
+  if (fromOffset !== undefined) scope.from = fromOffset
+  if (toOffset !== undefined) scope.until = toOffset + 1n
+  return scope
+}
+
 export async function listDeadLetters(
   options: TopicSnapshotOptions & { filter?: DeadLetterFilter; onProgress?: (scanned: number) => void }
 ): Promise<DeadLetterListing> {
   const entries: DeadLetterEntry[] = []
   let scanned = 0
-  for await (const record of readTopicSnapshot(options)) {
+  for await (const record of readTopicSnapshot(snapshotScope(options, options.filter ?? {}))) {
     scanned++
     if (scanned % 1000 === 0) options.onProgress?.(scanned)
     const entry = toEntry(record)

@@ -22,10 +22,12 @@ export interface TopicSnapshotOptions {
   /** Client options (brokers, SASL, TLS) as for any @platformatic/kafka client. */
   client: Omit<BaseOptions, 'clientId'> & { clientId?: string }
   topic: string
-  /** First offset to read per partition; partitions not listed start at their earliest offset. */
-  from?: ReadonlyMap<number, bigint>
+  /** First offset to read per partition (one offset: in every partition); others start at their earliest. */
+  from?: ReadonlyMap<number, bigint> | bigint
   /** Only these partitions. Default: all. */
   partitions?: readonly number[]
+  /** Offset (exclusive) to stop at per partition (one offset: in every partition), when before its end. */
+  until?: ReadonlyMap<number, bigint> | bigint
   signal?: AbortSignal
 }
 
@@ -59,9 +61,11 @@ export async function snapshotRanges(options: TopicSnapshotOptions): Promise<Par
     const [earliest, latest] = await Promise.all([query(-2n), query(-1n)])
     return partitions.map(partition => {
       const low = earliest.get(partition) ?? 0n
-      const requested = options.from?.get(partition)
+      const requested = typeof options.from === 'bigint' ? options.from : options.from?.get(partition)
       const start = requested === undefined || requested < low ? low : requested
-      return { partition, start, end: latest.get(partition) ?? 0n }
+      const latestEnd = latest.get(partition) ?? 0n
+      const limit = typeof options.until === 'bigint' ? options.until : options.until?.get(partition)
+      return { partition, start, end: limit !== undefined && limit < latestEnd ? limit : latestEnd }
     })
   } finally {
     await admin.close()

@@ -145,6 +145,36 @@ test('list filters and counts, show prints one record with its metadata', async 
   ) as typeof all
   assert.equal(byKey.records.length, 2)
 
+  const byGroup = JSON.parse(
+    await kafkit('dlq', 'list', dlq, '--brokers', brokers.join(','), '--group', 'todo-workers', '--json')
+  ) as typeof all
+  assert.equal(byGroup.records.length, 3, 'the foreign record has no group')
+  const otherGroup = JSON.parse(
+    await kafkit('dlq', 'list', dlq, '--brokers', brokers.join(','), '--group', 'someone-else', '--json')
+  ) as typeof all
+  assert.equal(otherGroup.records.length, 0)
+  const byOffsets = JSON.parse(
+    await kafkit(
+      'dlq',
+      'list',
+      dlq,
+      '--brokers',
+      brokers.join(','),
+      '--partition',
+      '0',
+      '--from-offset',
+      '1',
+      '--to-offset',
+      '2',
+      '--json'
+    )
+  ) as typeof all
+  assert.deepEqual(
+    byOffsets.records.map(r => r.offset),
+    ['1', '2']
+  )
+  assert.equal(byOffsets.scanned, 2, 'only the offset range is read')
+
   const text = await kafkit('dlq', 'list', dlq, '--brokers', brokers.join(','))
   assert.match(
     text,
