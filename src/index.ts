@@ -78,3 +78,27 @@ export {
   type DeadLetterEntry,
   type DeadLetterListing
 } from './operations/dead-letter-inspector.ts'
+export {
+  replayDeadLetters,
+  readReplayLedger,
+  replayLedgerTopic,
+  replayOfValue,
+  ReplayHeader,
+  REPLAY_HEADER_PREFIX,
+  ReplayError,
+  type ReplayOptions,
+  type ReplayResult,
+  type ReplayPlanSummary,
+  type ReplayItem,
+  type ReplayStatus,
+  type ReplayProgress,
+  type ReplayLedgerEntry
+} from './operations/dead-letter-replay.ts'
+export {
+  purgeDeadLetters,
+  PurgeError,
+  type PurgeOptions,
+  type PurgePlan,
+  type PurgeResult,
+  type PartitionPurge
+} from './operations/dead-letter-purge.ts'

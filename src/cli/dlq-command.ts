@@ -1,9 +1,9 @@
 /**
- * `kafkit dlq list|show|replay`: look into a dead-letter topic and send its records back, from a
- * terminal (readable, progress on stderr) or a script (`--json`). Brokers come from `--brokers` or
- * KAFKA_BROKERS. Reads a snapshot: records that arrive while a command runs are left for
- * the next one. `replay` shows what it would do with `--dry-run`, and otherwise asks for confirmation on
- * a terminal; without one it refuses unless `--yes` is given.
+ * `kafkit dlq list|show|replay|purge`: look into a dead-letter topic, send its records back, delete
+ * them, from a terminal (readable, progress on stderr) or a script (`--json`). Brokers come from
+ * `--brokers` or KAFKA_BROKERS. Reads a snapshot: records that arrive while a command runs are left for
+ * the next one. `replay` and `purge` show what they would do with `--dry-run`, and otherwise ask for
+ * confirmation on a terminal; without one they refuse unless `--yes` is given.
  */
 import { createInterface } from 'node:readline/promises'
 import { Command, InvalidArgumentError, Option } from 'commander'
@@ -15,6 +15,7 @@ import {
   type DeadLetterEntry,
   type DeadLetterFilter
 } from '../operations/dead-letter-inspector.ts'
+import { purgeDeadLetters, type PurgePlan, type PurgeResult } from '../operations/dead-letter-purge.ts'
 import {
   replayDeadLetters,
   replayOfValue,
@@ -55,6 +56,14 @@ function collectPartition(value: string, previous: number[] = []): number[] {
     if (!/^\d+$/.test(p)) throw new InvalidArgumentError('expected a partition number (or a comma-separated list).')
   }
   return [...previous, ...partitions.map(Number)]
+}
+
+/** `--before 42` (every partition) or `--before 0:42` (repeatable). */
+function collectBefore(value: string, previous: (bigint | [number, bigint])[] = []): (bigint | [number, bigint])[] {
+  const match = /^(?:(\d+):)?(\d+)$/.exec(value)
+  if (!match?.[2]) throw new InvalidArgumentError('expected <offset> or <partition>:<offset>, e.g. 42 or 0:42.')
+  const offset = BigInt(match[2])
+  return [...previous, match[1] === undefined ? offset : [Number(match[1]), offset]]
 }
 
 /** What a command needing confirmation says when there is no terminal to ask on. */
@@ -337,7 +346,80 @@ export function dlqCommand(): Command {
       }
     )
 
+  dlq
+    .command('purge')
+    .description("delete dead-letter records before an offset (the partition's earliest offset moves up)")
+    .argument('<topic>', 'the dead-letter topic')
+    .addOption(brokersOption())
+    .addOption(
+      new Option(
+        '--before <[partition:]offset>',
+        'delete records before this offset (exclusive): 42 in every partition (capped at its end), or 0:42 for one partition (repeatable)'
+      ).argParser(collectBefore)
+    )
+    .option('--all', 'delete every record present now', false)
+    .option('--no-ledger-check', 'do not count records that were never replayed (skips reading them)')
+    .option('--dry-run', 'show what would be deleted; delete nothing', false)
+    .option('-y, --yes', 'do not ask for confirmation', false)
+    .option('--json', 'print JSON', false)
+    .action(
+      async (
+        topic: string,
+        opts: {
+          brokers?: string
+          before?: (bigint | [number, bigint])[]
+          all: boolean
+          ledgerCheck: boolean
+          dryRun: boolean
+          yes: boolean
+          json: boolean
+        }
+      ) => {
+        const before = purgeTarget(opts)
+        requireConfirmable('purge', opts)
+        const result = await purgeDeadLetters({
+          client: { bootstrapBrokers: brokersFrom(opts.brokers) },
+          topic,
+          before,
+          dryRun: opts.dryRun,
+          checkLedger: opts.ledgerCheck,
+          ...(opts.yes
+            ? {}
+            : {
+                confirm: async (plan: PurgePlan) => {
+                  process.stderr.write(purgePlanText(plan))
+                  return askYes(`Delete ${plan.offsets} offset(s) of ${plan.topic}? This cannot be undone.`)
+                }
+              })
+        })
+        if (opts.json) process.stdout.write(`${JSON.stringify(purgeJson(result), null, 2)}\n`)
+        else process.stdout.write(purgeResultText(result))
+        if (!result.confirmed) process.exitCode = 1
+      }
+    )
   return dlq
+}
+
+function purgeTarget(opts: {
+  before?: (bigint | [number, bigint])[]
+  all: boolean
+}): bigint | Map<number, bigint> | 'end' {
+  const given = opts.before ?? []
+  if (opts.all && given.length > 0) throw new ConfigError('pass either --all or --before, not both')
+  if (opts.all) return 'end'
+  if (given.length === 0) {
+    throw new ConfigError('say what to delete: --before <offset>, --before <partition>:<offset> (repeatable) or --all')
+  }
+  const global = given.filter((b): b is bigint => typeof b === 'bigint')
+  if (global.length > 0) {
+    if (given.length > 1) {
+      throw new ConfigError(
+        '--before <offset> applies to every partition: do not combine it with other --before values'
+      )
+    }
+    return global[0] as bigint
+  }
+  return new Map(given as [number, bigint][])
 }
 
 function itemLine(dlqTopic: string, item: ReplayItem): string {
@@ -407,6 +489,50 @@ function replayJson(result: ReplayResult): Record<string, unknown> {
       ...(item.target === undefined ? {} : { target: item.target, targetPartition: item.targetPartition }),
       ...(item.reason === undefined ? {} : { reason: item.reason }),
       ...(item.previous === undefined ? {} : { previous: item.previous })
+    }))
+  }
+}
+
+function purgePlanText(plan: PurgePlan): string {
+  const lines = [`${plan.topic}: ${plan.offsets} offset(s) to delete in ${plan.partitions.length} partition(s)`]
+  for (const p of plan.partitions) {
+    lines.push(
+      `  partition ${p.partition}: offsets ${p.earliest}..${p.before - 1n} of ${p.earliest}..${p.end - 1n} (${p.offsets})`
+    )
+  }
+  if (plan.neverReplayed !== undefined) {
+    lines.push(
+      plan.neverReplayed > 0
+        ? `  ${plan.neverReplayed} of the records to delete were never replayed (kafkit dlq replay --dry-run shows them)`
+        : '  every record to delete was replayed before'
+    )
+  }
+  return `${lines.join('\n')}\n`
+}
+
+function purgeResultText(result: PurgeResult): string {
+  let out = result.dryRun ? 'dry run: nothing was deleted\n' : ''
+  if (result.partitions.length === 0) return `${out}${result.topic}: nothing to delete\n`
+  out += purgePlanText(result)
+  if (result.purged) {
+    out += `deleted; earliest offsets now ${result.partitions.map(p => `${p.partition}:${p.earliestAfter ?? '?'}`).join(', ')}\n`
+  } else if (!result.dryRun && !result.confirmed) {
+    out += 'cancelled: nothing was deleted\n'
+  }
+  return out
+}
+
+function purgeJson(result: PurgeResult): Record<string, unknown> {
+  return {
+    ...result,
+    offsets: result.offsets.toString(),
+    partitions: result.partitions.map(p => ({
+      partition: p.partition,
+      earliest: p.earliest.toString(),
+      end: p.end.toString(),
+      before: p.before.toString(),
+      offsets: p.offsets.toString(),
+      ...(p.earliestAfter === undefined ? {} : { earliestAfter: p.earliestAfter.toString() })
     }))
   }
 }
