@@ -17,6 +17,13 @@ export const retryOptions = defineOptions({
       .describe(
         'Delays of the retry tiers, in order: milliseconds or durations such as `250ms`, `30s`, `5m`, `1h`. Each tier is a topic `<topic>.retry.<delay>`. Default seed 003: 5m, 10m, 20m, 40m.'
       ),
+    topicTemplate: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Names of the tier topics: a template with `{topic}`, `{delay}` (compact, e.g. `5m`), `{delayMs}` and `{tier}` (1-based). Default `{topic}.retry.{delay}`.'
+      ),
     perKeyOrdering: z
       .boolean()
       .default(false)

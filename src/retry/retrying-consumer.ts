@@ -30,7 +30,15 @@ import { KeyOrderGate } from './key-order-gate.ts'
 import { retryOptions, type RetryConfig, type RetryOptions } from './options.ts'
 import { RetryRouter, type RetryRouterCounts } from './retry-router.ts'
 import type { RetryProducer } from './send-acknowledged.ts'
-import { formatDelay, retryFlowTopics, tierDelayMs, type RetryFlowTopics } from './topic-names.ts'
+import {
+  delayMs,
+  ensureRetryTopics,
+  formatDelay,
+  planRetryTopics,
+  TopicNotFoundError,
+  RetryTopicMisfitError
+} from '../topology/retry-topics.ts'
+import { retryFlowTopics, type RetryFlowTopics } from './topic-names.ts'
 
 export interface RetryingConsumerInit<V = unknown> extends ConsumerInit<V> {
   /** Delayed retry tiers and per-key ordering (docs/retries.md). */
@@ -78,7 +86,7 @@ export class RetryingConsumer<V = unknown> {
       })
     }
     const config = retryOptions.resolve(retry ?? {})
-    const delaysMs = config.tiers.map((delay, i) => tierDelayMs(delay, i + 1))
+    const delaysMs = config.tiers.map((delay, i) => delayMs(delay, `retry.tiers[${i}]`))
     this.retry = Object.freeze({ ...config, delaysMs: Object.freeze(delaysMs) })
     const user = logger ?? defaultLogger()
     // stop() ends tier waits by aborting them; the runtime reports an aborted intercept as unexpected.
@@ -105,7 +113,9 @@ export class RetryingConsumer<V = unknown> {
         { details: { key: 'retry.perKeyOrdering' } }
       )
     }
-    this.flows = originConfig.topics.map(topic => retryFlowTopics(topic, delaysMs, originConfig.dlqTopic))
+    this.flows = originConfig.topics.map(topic =>
+      retryFlowTopics(topic, delaysMs, { retryTopic: config.topicTemplate, dlqTopic: originConfig.dlqTopic })
+    )
     this.#gate = config.perKeyOrdering
       ? new KeyOrderGate({
           client: toClientOptions(originConfig),
@@ -288,43 +298,67 @@ export class RetryingConsumer<V = unknown> {
     else this.#done.resolve()
   }
 
-  /** Tier and release topics like their origin (partitions; retention past the longest delay), the parked-keys topic compacted. */
+  /**
+   * Tier topics and the DLQ as topology provisions them (like the origin, retention past the longest
+   * delay; existing ones checked); with per-key ordering also the release topic and the compacted
+   * parked-keys topic. With `ensureTopics` off, nothing is created and missing or misfit topics fail start().
+   */
   async #provision(): Promise<void> {
     const config = this.origin.config
     const admin = new Admin(toClientOptions(config))
     try {
-      const metadata = await admin.metadata({ topics: [...config.topics] })
-      const retention = Math.max(7 * DAY, 4 * Math.max(...this.retry.delaysMs))
+      const naming = {
+        ...(this.retry.topicTemplate === undefined ? {} : { retryTopic: this.retry.topicTemplate }),
+        ...(config.dlqTopic === undefined ? {} : { dlqTopic: config.dlqTopic })
+      }
       const specs: TopicSpec[] = []
+      const names: string[] = []
       for (const flow of this.flows) {
-        const partitions = metadata.topics.get(flow.origin)?.partitionsCount ?? 1
-        const deleting = (name: string): TopicSpec => ({
-          name,
-          partitions,
-          configs: { 'cleanup.policy': 'delete' },
-          atLeast: { 'retention.ms': retention }
-        })
-        specs.push(...flow.tiers.map(tier => deleting(tier.topic)))
+        const plan = config.ensureTopics
+          ? await ensureRetryTopics(admin, flow.origin, this.retry.delaysMs, naming)
+          : await planRetryTopics(admin, flow.origin, this.retry.delaysMs, naming)
+        for (const topic of plan.topics) {
+          if (topic.action === 'misfit')
+            throw new RetryTopicMisfitError(topic.problems.join('; '), { details: { topic: topic.topic } })
+          if (topic.action === 'create' && !config.ensureTopics) {
+            throw new TopicNotFoundError(
+              topic.topic,
+              'create it like its origin (planRetryTopics says how), or set ensureTopics: true'
+            )
+          }
+        }
+        for (const warning of plan.warnings) this.#logger.warn({ origin: flow.origin }, `retry topics: ${warning}`)
+        names.push(...flow.tiers.map(tier => tier.topic))
         if (this.#gate) {
-          specs.push(deleting(flow.release), {
-            name: flow.parked,
-            partitions,
-            configs: {
-              'cleanup.policy': 'compact',
-              'min.cleanable.dirty.ratio': '0.1',
-              'segment.ms': String(3_600_000)
+          const partitions = plan.origin.partitions
+          const retention = Math.max(7 * DAY, 4 * Math.max(...this.retry.delaysMs))
+          specs.push(
+            {
+              name: flow.release,
+              partitions,
+              configs: { 'cleanup.policy': 'delete' },
+              atLeast: { 'retention.ms': retention }
+            },
+            {
+              name: flow.parked,
+              partitions,
+              configs: {
+                'cleanup.policy': 'compact',
+                'min.cleanable.dirty.ratio': '0.1',
+                'segment.ms': String(3_600_000)
+              }
             }
-          })
+          )
+          names.push(flow.release, flow.parked)
         }
       }
-      if (config.ensureTopics) await ensureTopics(admin, specs)
-      const names = specs.map(spec => spec.name)
+      if (config.ensureTopics && specs.length > 0) await ensureTopics(admin, specs)
       const existing = new Set(await admin.listTopics({ includeInternals: false }))
-      const missing = names.filter(name => !existing.has(name))
+      const missing = specs.map(spec => spec.name).filter(name => !existing.has(name))
       if (missing.length > 0) {
-        throw new ConfigError(
-          `retry topics missing: ${missing.join(', ')}: create them like their origin topic, or set ensureTopics: true`,
-          { details: { key: 'ensureTopics', topics: missing } }
+        throw new TopicNotFoundError(
+          missing.join(', '),
+          'per-key ordering needs it; set ensureTopics: true or create it'
         )
       }
       const derived = await admin.metadata({ topics: names, forceUpdate: true })

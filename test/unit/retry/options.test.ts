@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { isKafkitError } from '../../../src/errors/kafkit-error.ts'
+import { retryOptions } from '../../../src/retry/options.ts'
+import { RetryingConsumer } from '../../../src/retry/retrying-consumer.ts'
+import { retryFlowTopics } from '../../../src/retry/topic-names.ts'
+
+const base = {
+  brokers: ['127.0.0.1:1'],
+  groupId: 'g',
+  topics: ['shop.order.created'],
+  env: {},
+  handler: async () => {}
+}
+
+test('retry options: seed 003 tiers by default, per-key ordering off, no in-place retries per tier', () => {
+  const config = retryOptions.resolve({})
+  assert.deepEqual(config.tiers, [300_000, 600_000, 1_200_000, 2_400_000])
+  assert.equal(config.perKeyOrdering, false)
+  assert.equal(config.maxRetriesPerTier, 0)
+  assert.throws(() => retryOptions.resolve({ tiers: [] }), /tiers/)
+  assert.throws(() => retryOptions.resolve({ tiers: [0] }), /tiers/)
+})
+
+test('flow topics: tiers named by their delay, the DLQ as the consumer names it, release and parked topics', () => {
+  const flow = retryFlowTopics('shop.order.created', [250, 300_000, 5_400_000])
+  assert.deepEqual(
+    flow.tiers.map(t => t.topic),
+    ['shop.order.created.retry.250ms', 'shop.order.created.retry.5m', 'shop.order.created.retry.1h30m']
+  )
+  assert.deepEqual(
+    flow.tiers.map(t => t.tier),
+    [1, 2, 3]
+  )
+  assert.equal(flow.dlq, 'shop.order.created.dlq')
+  assert.equal(flow.release, 'shop.order.created.retry.release')
+  assert.equal(flow.parked, 'shop.order.created.retry.parked')
+  assert.equal(retryFlowTopics('a.b.c', [1000], { dlqTopic: 'all.dead.letters' }).dlq, 'all.dead.letters')
+  assert.equal(
+    retryFlowTopics('a.b.c', [1000], { retryTopic: '{topic}.retry-{tier}' }).tiers[0]?.topic,
+    'a.b.c.retry-1'
+  )
+  assert.throws(() => retryFlowTopics('a.b.c', [1000, 1000]), /both use topic/)
+})
+
+test('RetryingConsumer: durations as text, one consumer per tier, checked at construction', () => {
+  const consumer = new RetryingConsumer({ ...base, retry: { tiers: ['250ms', '1s', '1h30m'] } })
+  assert.deepEqual(consumer.retry.delaysMs, [250, 1000, 5_400_000])
+  assert.deepEqual(
+    consumer.tiers.map(t => [t.config.groupId, t.config.topics[0], t.config.startOffset, t.config.maxRetries]),
+    [
+      ['g.retry.250ms', 'shop.order.created.retry.250ms', 'earliest', 0],
+      ['g.retry.1s', 'shop.order.created.retry.1s', 'earliest', 0],
+      ['g.retry.1h30m', 'shop.order.created.retry.1h30m', 'earliest', 0]
+    ]
+  )
+  assert.equal(consumer.release, undefined, 'no release consumer without per-key ordering')
+  const keyed = new RetryingConsumer({ ...base, retry: { tiers: [1000], perKeyOrdering: true } })
+  assert.equal(keyed.release?.config.groupId, 'g.retry.release')
+  assert.throws(
+    () => new RetryingConsumer({ ...base, retry: { tiers: ['soon'] } }),
+    (error: unknown) =>
+      isKafkitError(error) && error.code === 'KAFKIT_CONFIG_INVALID' && /retry.tiers\[0\]/.test(error.message)
+  )
+  assert.throws(
+    () =>
+      new RetryingConsumer({
+        ...base,
+        concurrency: { mode: 'unordered' },
+        retry: { perKeyOrdering: true }
+      }),
+    /concurrency.mode must be 'partition' or 'key'/
+  )
+  assert.throws(
+    () =>
+      new RetryingConsumer({
+        ...base,
+        failureRoute: { route: () => Promise.resolve('dead-letter' as const) }
+      }),
+    /failureRoute/
+  )
+  // A breaker is kept on the tiers, with a threshold their in-place retries allow.
+  const breaker = new RetryingConsumer({ ...base, maxRetries: 3, breaker: { threshold: 3 }, retry: { tiers: [1000] } })
+  assert.equal(breaker.tiers[0]?.config.breaker?.threshold, 1)
+})
