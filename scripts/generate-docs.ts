@@ -11,6 +11,7 @@ import { clickHouseSinkOptions } from '../src/clickhouse/options.ts'
 import { sinkOptions } from '../src/sink/options.ts'
 import { producerOptions } from '../src/producer/options.ts'
 import { consumerOptions } from '../src/consumer/options.ts'
+import { retryOptions } from '../src/retry/options.ts'
 
 export function errorsTable(): string {
   const rows = Object.entries(errorCodes).map(([code, meaning]) => `| \`${code}\` | ${meaning} |`)
@@ -26,7 +27,8 @@ export const generated: Record<string, { file: string; render: () => string }> =
   'postgres-sink': { file: 'docs/options.md', render: () => postgresSinkOptions.table() },
   'clickhouse-sink': { file: 'docs/options.md', render: () => clickHouseSinkOptions.table() },
   producer: { file: 'docs/options.md', render: () => producerOptions.table() },
-  consumer: { file: 'docs/options.md', render: () => consumerOptions.table() }
+  consumer: { file: 'docs/options.md', render: () => consumerOptions.table() },
+  retry: { file: 'docs/options.md', render: () => retryOptions.table() }
 }
 
 export function replaceSection(text: string, name: string, body: string): string {

@@ -55,6 +55,8 @@ export {
 export * from './handling/index.ts'
 // Consumer runtime: groups, offsets, per-key concurrency, backpressure, lifecycle, metrics.
 export * from './consumer/index.ts'
+// Retry tiers: delayed retries on their own topics, per-key ordered retries.
+export * from './retry/index.ts'
 // Sinks: the runner and the writer contract (database writers: kafkit/postgres, kafkit/clickhouse).
 export * from './sink/index.ts'
 // Producer: batching, backpressure, Java-compatible partitioning, retries, breaker, DLQ, transactions.
