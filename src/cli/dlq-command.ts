@@ -460,7 +460,8 @@ function replayResultText(result: ReplayResult): string {
   let out = ''
   if (result.dryRun) out += 'dry run: nothing was published\n'
   out += replayPlanText(result)
-  out += section(result.dlqTopic, result.dryRun ? 'would replay' : 'to replay', byStatus('replay'))
+  const title = result.dryRun ? 'would replay' : result.confirmed ? 'replayed' : 'not replayed'
+  out += section(result.dlqTopic, title, byStatus('replay'))
   out += section(
     result.dlqTopic,
     'already replayed (skipped; --force replays them again)',
