@@ -392,7 +392,7 @@ function describe(error: unknown): string {
   }
   if (messages.length === 0) return String(error)
   const text = messages.length > 1 ? `${messages[0]}: ${messages.at(-1)}` : (messages[0] ?? '')
-  const fenced = messages.some(m => /fence|newer producer/i.test(m))
+  const fenced = messages.some(m => /fence|newer producer|old epoch/i.test(m))
   return fenced ? `${text} (another replay of this DLQ started and took over)` : text
 }
 
