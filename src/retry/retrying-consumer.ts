@@ -29,7 +29,7 @@ import { ensureTopics, type TopicSpec } from '../topology/topic-plan.ts'
 import { KeyOrderGate } from './key-order-gate.ts'
 import { retryOptions, type RetryConfig, type RetryOptions } from './options.ts'
 import { RetryRouter, type RetryRouterCounts } from './retry-router.ts'
-import type { RetryProducer } from './send-acknowledged.ts'
+import { CoalescingSender, type RetryProducer } from './send-acknowledged.ts'
 import {
   delayMs,
   ensureRetryTopics,
@@ -127,7 +127,8 @@ export class RetryingConsumer<V = unknown> {
         })
       : undefined
     const router = new RetryRouter({
-      producer,
+      // Tier records and resolutions only need their acknowledgement: coalesced into fewer requests.
+      producer: new CoalescingSender(producer),
       flows: this.flows,
       partitions: this.#partitions,
       groupId: originConfig.groupId,

@@ -45,3 +45,67 @@ export function headerMap(entries: Iterable<readonly [string, Buffer]>): Map<Buf
   for (const [name, value] of entries) headers.set(Buffer.from(name, 'utf8'), value)
   return headers
 }
+
+/**
+ * Coalesces sends into fewer produce requests: while one request is in flight, records sent meanwhile
+ * wait and go out together in the next one (up to `maxBatch`). Under load, a record routed to a tier
+ * then costs a share of a request rather than a request of its own; when idle it goes out at once.
+ * Resolves each caller once its records are acknowledged; a failed request fails every caller in it
+ * (each retries on its own). Offsets are not reported back.
+ */
+interface PendingSend {
+  messages: OutgoingRecord[]
+  resolve: (result: ProduceResult) => void
+  reject: (error: unknown) => void
+}
+
+export class CoalescingSender implements RetryProducer {
+  readonly #producer: RetryProducer
+  readonly #maxInFlight: number
+  readonly #maxBatch: number
+  #queue: PendingSend[] = []
+  #inFlight = 0
+
+  constructor(producer: RetryProducer, options: { maxInFlight?: number; maxBatch?: number } = {}) {
+    this.#producer = producer
+    this.#maxInFlight = options.maxInFlight ?? 1
+    this.#maxBatch = options.maxBatch ?? 500
+  }
+
+  send(options: { messages: OutgoingRecord[]; acks?: number }): Promise<ProduceResult> {
+    return new Promise<ProduceResult>((resolve, reject) => {
+      this.#queue.push({ messages: options.messages, resolve, reject })
+      this.#pump()
+    })
+  }
+
+  #pump(): void {
+    while (this.#inFlight < this.#maxInFlight && this.#queue.length > 0) {
+      const batch: PendingSend[] = []
+      let count = 0
+      while (
+        this.#queue.length > 0 &&
+        (batch.length === 0 || count + (this.#queue[0]?.messages.length ?? 0) <= this.#maxBatch)
+      ) {
+        const next = this.#queue.shift() as PendingSend
+        batch.push(next)
+        count += next.messages.length
+      }
+      this.#inFlight++
+      this.#producer
+        .send({ messages: batch.flatMap(entry => entry.messages), acks: -1 })
+        .then(
+          () => {
+            for (const entry of batch) entry.resolve({})
+          },
+          (error: unknown) => {
+            for (const entry of batch) entry.reject(error)
+          }
+        )
+        .finally(() => {
+          this.#inFlight--
+          this.#pump()
+        })
+    }
+  }
+}
