@@ -27,7 +27,8 @@
  * Node client processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`), KAFKA_BROKERS (else a
  * local Kafka on port 9592 is started for the run and stopped after, or reused when one already runs
  * there), RESULT_NAME (default `consumer`). Writes bench/results/<RESULT_NAME>.json: every run, the
- * medians, `ratios` and `peakRssMb`.
+ * medians, `ratios` (of the medians; plus raw's CPU per record over Kafkit's, steadier on a shared
+ * machine), `perRound` (the main ratios within each round) and `peakRssMb` (per workload and client).
  */
 import { execFile, spawn } from 'node:child_process'
 import { randomInt } from 'node:crypto'
@@ -255,7 +256,7 @@ const groups: string[] = []
 const startedAt = new Date()
 const loadBefore = loadavg()
 // What was measured: the commit, and whether the code the clients import had local changes.
-const git = async (...args: string[]) => (await run('git', args, { cwd: import.meta.dirname })).stdout.trim()
+const git = async (...args: string[]) => (await run('git', args, { cwd: import.meta.dirname })).stdout.trimEnd()
 const code = {
   commit: await git('rev-parse', 'HEAD').catch(() => 'unknown'),
   localChanges: await git('status', '--porcelain', '--', '../../src').then(
@@ -348,8 +349,22 @@ const ratios = {
   'kafkit-key/raw': rate('noop', 'kafkit-key') / rate('noop', 'raw'),
   'kafkit-unordered/raw': rate('noop', 'kafkit-unordered') / rate('noop', 'raw'),
   'raw/java': rate('noop', 'raw') / rate('noop', 'java'),
-  'keyParallel16/partitionOrdered': rate('io', 'kafkit-key') / rate('io', 'kafkit-partition')
+  'keyParallel16/partitionOrdered': rate('io', 'kafkit-key') / rate('io', 'kafkit-partition'),
+  // CPU per record moves less than throughput when other processes share the cores: raw's over Kafkit's.
+  'kafkit/raw (cpu per record)':
+    (medians.noop?.raw?.cpuUsPerMsg ?? Number.NaN) / (medians.noop?.['kafkit-partition']?.cpuUsPerMsg ?? Number.NaN)
 }
+/** kafkit/raw and kafkit/kafkajs within each round (runs minutes apart see different loads). */
+const perRound = Array.from({ length: ROUNDS }, (_, i) => {
+  const of = (client: string) =>
+    runs.find(r => r.round === i + 1 && r.workload === 'noop' && r.client === client)?.msgsPerSec ?? Number.NaN
+  return {
+    round: i + 1,
+    'kafkit/raw': of('kafkit-partition') / of('raw'),
+    'kafkit/kafkajs': of('kafkit-partition') / of('kafkajs'),
+    'kafkit/java': of('kafkit-partition') / of('java')
+  }
+})
 /** Peak RSS of each Node client process, the highest across rounds, per workload. */
 const peakRssMb: Record<string, number> = {}
 for (const [workload, table] of Object.entries(medians)) {
@@ -376,8 +391,14 @@ for (const workload of Object.keys(workloads) as Workload[]) {
     )
   }
 }
-console.log('\nratios (msg/s):')
+console.log('\nratios (msg/s of the medians):')
 for (const [name, value] of Object.entries(ratios)) console.log(`  ${name.padEnd(32)} ${value.toFixed(3)}`)
+console.log('per round (kafkit/raw, kafkit/kafkajs, kafkit/java):')
+for (const r of perRound) {
+  console.log(
+    `  round ${r.round}: ${r['kafkit/raw'].toFixed(3)}  ${r['kafkit/kafkajs'].toFixed(3)}  ${r['kafkit/java'].toFixed(3)}`
+  )
+}
 
 await mkdir(join(import.meta.dirname, '..', 'results'), { recursive: true })
 const file = join(import.meta.dirname, '..', 'results', `${process.env.RESULT_NAME ?? 'consumer'}.json`)
@@ -403,6 +424,7 @@ await writeFile(
       runs,
       medians,
       ratios,
+      perRound,
       peakRssMb
     },
     (_key, value: unknown) => (typeof value === 'number' && Number.isNaN(value) ? null : value),
