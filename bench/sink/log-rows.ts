@@ -2,6 +2,8 @@
  * Seed 000's log event as a Postgres row, generated deterministically from an index, for the sink
  * benchmarks (the same rows for every contender in a run).
  */
+import { Producer, ProduceAcks } from '@platformatic/kafka'
+
 export interface PgLogRow extends Record<string, unknown> {
   log_id: string
   timestamp: Date
@@ -60,4 +62,31 @@ export function postgresLogsDdl(table: string, options: { unique: boolean }): st
     request_id text NOT NULL DEFAULT '',
     stack_trace text NOT NULL DEFAULT ''
   )`
+}
+
+/** The bench's mapping: the JSON event as its row (the timestamp back to a Date). */
+export function mapLogRow(message: { value: PgLogRow }): PgLogRow {
+  return { ...message.value, timestamp: new Date(message.value.timestamp) }
+}
+
+/** Produces rows 0..count-1 as JSON records keyed by service (idempotent producer, acks all). */
+export async function fillTopic(brokers: string[], topic: string, count: number): Promise<void> {
+  const producer = new Producer({
+    clientId: 'kafkit-bench',
+    bootstrapBrokers: brokers,
+    idempotent: true,
+    acks: ProduceAcks.ALL
+  })
+  try {
+    for (let from = 0; from < count; from += 2000) {
+      const messages = []
+      for (let i = from; i < Math.min(count, from + 2000); i++) {
+        const row = logRowAt(i)
+        messages.push({ topic, key: Buffer.from(row.service), value: Buffer.from(JSON.stringify(row)) })
+      }
+      await producer.send({ messages })
+    }
+  } finally {
+    await producer.close()
+  }
 }

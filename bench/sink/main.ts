@@ -3,25 +3,32 @@
  * (ON CONFLICT on log_id) and exactly-once (rows + offsets in one transaction), against the ceiling:
  * COPY of the same rows straight into Postgres in the same run (no Kafka, no conflict handling). Each
  * sink run consumes the whole topic with a fresh group into a fresh table; its clock starts at
- * `start()` and stops when the last record is committed. Writes bench/results/sink.json with
- * `ratios` `idempotent/copy` and `exactlyOnce/copy`, plus `consumeOnly/copy`: reading and decoding the
- * same records from Kafka with no database at all, the bound no sink can pass.
+ * `start()` and stops when the last record is committed. Also measured: `consumeOnly`, reading and
+ * decoding the same records from Kafka with no database at all (raw @platformatic/kafka stream +
+ * JSON.parse), the bound no sink can pass.
  *
- * Env: ROWS (default 100000), BATCH_SIZE (default 2000), KAFKA_BROKERS (else the local Kafka is
- * started), DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test).
+ * The machine is shared, so every contender runs between two COPYs and is compared with their mean,
+ * in ROUNDS rounds, and every ratio is the median of its per-round ratios. Writes
+ * bench/results/sink.json with `ratios` `idempotent/copy`, `exactlyOnce/copy` and `consumeOnly/copy`.
+ *
+ * Env: ROWS (default 100000), BATCH_SIZE (default 2000), MAX_IN_FLIGHT (default: the sink's), ROUNDS
+ * (default 5), KAFKA_BROKERS (else the local Kafka is started), DATABASE_URL (default
+ * postgres://postgres@127.0.0.1:5432/test).
  */
 import { mkdir, writeFile } from 'node:fs/promises'
-import { Consumer, MessagesStreamModes, Producer, ProduceAcks } from '@platformatic/kafka'
+import { Consumer, MessagesStreamModes } from '@platformatic/kafka'
 import pg from 'pg'
 import { Sink } from '../../src/sink/sink.ts'
 import { PostgresSink } from '../../src/postgres/postgres-sink.ts'
 import { copyFromStdin } from '../../src/postgres/copy-from.ts'
 import { copyLine } from '../../src/postgres/sql-text.ts'
 import { createTestTopic, kafkaStatus, startKafka, stopKafka, uniqueName } from '../../src/testing/index.ts'
-import { logColumns, logRowAt, postgresLogsDdl, type PgLogRow } from './log-rows.ts'
+import { fillTopic, logColumns, logRowAt, mapLogRow, postgresLogsDdl, type PgLogRow } from './log-rows.ts'
 
 const rows = Number(process.env.ROWS ?? 100_000)
 const batchSize = Number(process.env.BATCH_SIZE ?? 2000)
+const maxInFlight = process.env.MAX_IN_FLIGHT ? Number(process.env.MAX_IN_FLIGHT) : undefined
+const rounds = Number(process.env.ROUNDS ?? 5)
 const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -31,7 +38,8 @@ if (!brokers) {
   startedHere = !(await kafkaStatus())?.nodes.every(n => n.running)
   brokers = (await startKafka({ log: line => console.error(line) })).bootstrapServers
 }
-const pool = new pg.Pool({ connectionString: url, max: 4 })
+const bootstrap = brokers
+const pool = new pg.Pool({ connectionString: url, max: 8 })
 const schema = `bench_sink_${process.pid}`
 await pool.query(`CREATE SCHEMA ${schema}`)
 const topic = await createTestTopic({ bootstrapServers: brokers, partitions: 3, prefix: 'kafkit.bench.sink' })
@@ -42,30 +50,20 @@ interface Figure {
   rowsPerSecond: number
 }
 const figure = (seconds: number): Figure => ({ rows, seconds, rowsPerSecond: Math.round(rows / seconds) })
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
+}
+let tables = 0
 
-try {
-  // The topic: the same rows as JSON, keyed by service.
-  const producer = new Producer({
-    clientId: 'kafkit-bench',
-    bootstrapBrokers: brokers,
-    idempotent: true,
-    acks: ProduceAcks.ALL
-  })
-  for (let from = 0; from < rows; from += 2000) {
-    const messages = []
-    for (let i = from; i < Math.min(rows, from + 2000); i++) {
-      const row = logRowAt(i)
-      messages.push({ topic: topic.topic, key: Buffer.from(row.service), value: Buffer.from(JSON.stringify(row)) })
-    }
-    await producer.send({ messages })
-  }
-  await producer.close()
-
-  // The ceiling: COPY of the same rows straight into an empty table, one statement.
-  const copyTable = `${schema}.copy_logs`
-  await pool.query(postgresLogsDdl(copyTable, { unique: true }))
+/** The ceiling: COPY of the same rows straight into an empty table with log_id as primary key, one statement. */
+async function copyRun(): Promise<Figure> {
+  const table = `${schema}.copy_${tables++}`
+  await pool.query(postgresLogsDdl(table, { unique: true }))
   const client = await pool.connect()
-  let copy: Figure
   try {
     const started = performance.now()
     const lines = function* () {
@@ -73,24 +71,25 @@ try {
     }
     const copied = await copyFromStdin(
       client,
-      `COPY ${copyTable} (${logColumns.map(c => `"${c}"`).join(', ')}) FROM STDIN`,
+      `COPY ${table} (${logColumns.map(c => `"${c}"`).join(', ')}) FROM STDIN`,
       lines()
     )
-    copy = figure((performance.now() - started) / 1000)
+    const result = figure((performance.now() - started) / 1000)
     if (copied !== rows) throw new Error(`COPY stored ${copied} of ${rows}`)
+    return result
   } finally {
     client.release()
   }
-  console.log(`copy          ${copy.rowsPerSecond} rows/s (${copy.seconds.toFixed(2)} s)`)
+}
 
-  // The other bound: reading the same records from Kafka and decoding them, with no database at all.
+/** The other bound: reading the same records from Kafka and decoding them, with no database at all. */
+async function consumeOnlyRun(): Promise<Figure> {
   const consumer = new Consumer({
     clientId: 'kafkit-bench',
     groupId: uniqueName('bench-read'),
-    bootstrapBrokers: brokers,
+    bootstrapBrokers: bootstrap,
     maxWaitTime: 50
   })
-  let consumeOnly: Figure
   try {
     const started = performance.now()
     const stream = await consumer.consume({
@@ -105,75 +104,118 @@ try {
         if (++seen === rows) resolve()
       })
     })
-    consumeOnly = figure((performance.now() - started) / 1000)
+    const result = figure((performance.now() - started) / 1000)
     await stream.close()
+    return result
   } finally {
     await consumer.close(true)
   }
-  console.log(
-    `kafka read    ${consumeOnly.rowsPerSecond} rows/s (${consumeOnly.seconds.toFixed(2)} s) consume + JSON.parse, no database`
-  )
+}
 
-  const runSink = async (
-    delivery: 'idempotent' | 'exactly-once'
-  ): Promise<Figure & { paths: Record<string, number> }> => {
-    const table = `${schema}.${delivery === 'idempotent' ? 'idempotent' : 'exactly_once'}_logs`
-    await pool.query(postgresLogsDdl(table, { unique: delivery === 'idempotent' }))
-    const writer = new PostgresSink<PgLogRow>({
-      database: pool,
-      table,
-      columns: logColumns,
-      delivery,
-      offsetsTable: `${schema}.kafkit_offsets`,
-      ...(delivery === 'idempotent' ? { key: ['log_id'] } : {})
-    })
-    const sink = new Sink<PgLogRow, PgLogRow>({
-      brokers: brokers ?? [],
-      groupId: uniqueName('bench-sink'),
-      topics: [topic.topic],
-      batchSize,
-      lingerMs: 50,
-      writer,
-      map: message => ({ ...message.value, timestamp: new Date(message.value.timestamp) }),
-      logger: quiet
-    })
-    const paths: Record<string, number> = {}
-    sink.on('batch', report => {
-      paths[report.path] = (paths[report.path] ?? 0) + 1
-    })
-    const started = performance.now()
-    await sink.start()
-    while (sink.stats.records < rows) await new Promise(resolve => setTimeout(resolve, 20))
-    const seconds = (performance.now() - started) / 1000
-    await sink.stop()
-    const stored = Number((await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`)).rows[0]?.n)
-    if (stored !== rows) throw new Error(`${delivery}: stored ${stored} of ${rows}`)
-    return { ...figure(seconds), paths }
+async function sinkRun(delivery: 'idempotent' | 'exactly-once'): Promise<Figure & { paths: Record<string, number> }> {
+  const table = `${schema}.${delivery === 'idempotent' ? 'idempotent' : 'exactly_once'}_${tables++}`
+  await pool.query(postgresLogsDdl(table, { unique: delivery === 'idempotent' }))
+  const writer = new PostgresSink<PgLogRow>({
+    database: pool,
+    table,
+    columns: logColumns,
+    delivery,
+    offsetsTable: `${schema}.kafkit_offsets`,
+    ...(delivery === 'idempotent' ? { key: ['log_id'] } : {})
+  })
+  const sink = new Sink<PgLogRow, PgLogRow>({
+    brokers: bootstrap,
+    groupId: uniqueName('bench-sink'),
+    topics: [topic.topic],
+    batchSize,
+    lingerMs: 50,
+    ...(maxInFlight === undefined ? {} : { maxInFlight }),
+    writer,
+    map: mapLogRow,
+    logger: quiet
+  })
+  const paths: Record<string, number> = {}
+  sink.on('batch', report => {
+    paths[report.path] = (paths[report.path] ?? 0) + 1
+  })
+  const started = performance.now()
+  await sink.start()
+  while (sink.stats.records < rows) await new Promise(resolve => setTimeout(resolve, 10))
+  const seconds = (performance.now() - started) / 1000
+  await sink.stop()
+  const stored = Number((await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`)).rows[0]?.n)
+  if (stored !== rows) throw new Error(`${delivery}: stored ${stored} of ${rows}`)
+  await pool.query(`DROP TABLE ${table}`)
+  return { ...figure(seconds), paths }
+}
+
+try {
+  await fillTopic(bootstrap, topic.topic, rows)
+  interface Round {
+    copy: Figure[]
+    consumeOnly: Figure
+    idempotent: Figure & { paths: Record<string, number> }
+    exactlyOnce: Figure & { paths: Record<string, number> }
+    ratios: { 'idempotent/copy': number; 'exactlyOnce/copy': number; 'consumeOnly/copy': number }
   }
-  const idempotent = await runSink('idempotent')
-  console.log(
-    `idempotent    ${idempotent.rowsPerSecond} rows/s (${idempotent.seconds.toFixed(2)} s) batches by path ${JSON.stringify(idempotent.paths)}`
-  )
-  const exactlyOnce = await runSink('exactly-once')
-  console.log(
-    `exactly-once  ${exactlyOnce.rowsPerSecond} rows/s (${exactlyOnce.seconds.toFixed(2)} s) batches by path ${JSON.stringify(exactlyOnce.paths)}`
-  )
-
-  const ratio = (a: Figure) => Math.round((a.rowsPerSecond / copy.rowsPerSecond) * 100) / 100
+  const runs: Round[] = []
+  const show = (name: string, run: Figure, extra = '') =>
+    console.log(
+      `  ${name.padEnd(13)} ${String(run.rowsPerSecond).padStart(7)} rows/s (${run.seconds.toFixed(2)} s)${extra}`
+    )
+  // Each contender runs between two COPYs and is compared with their mean, so load that comes and goes
+  // on the shared machine hits both sides of a ratio alike.
+  const against = (run: Figure, before: Figure, after: Figure) =>
+    run.rowsPerSecond / ((before.rowsPerSecond + after.rowsPerSecond) / 2)
+  for (let round = 1; round <= rounds; round++) {
+    console.log(`round ${round}/${rounds}`)
+    const copy = [await copyRun()]
+    show('copy', copy[0] as Figure)
+    const idempotent = await sinkRun('idempotent')
+    show('idempotent', idempotent, ` batches by path ${JSON.stringify(idempotent.paths)}`)
+    copy.push(await copyRun())
+    show('copy', copy[1] as Figure)
+    const exactlyOnce = await sinkRun('exactly-once')
+    show('exactly-once', exactlyOnce, ` batches by path ${JSON.stringify(exactlyOnce.paths)}`)
+    copy.push(await copyRun())
+    show('copy', copy[2] as Figure)
+    const consumeOnly = await consumeOnlyRun()
+    show('kafka read', consumeOnly, ' consume + JSON.parse, no database')
+    copy.push(await copyRun())
+    show('copy', copy[3] as Figure)
+    const [c0, c1, c2, c3] = copy as [Figure, Figure, Figure, Figure]
+    const ratios = {
+      'idempotent/copy': against(idempotent, c0, c1),
+      'exactlyOnce/copy': against(exactlyOnce, c1, c2),
+      'consumeOnly/copy': against(consumeOnly, c2, c3)
+    }
+    console.log(
+      `  ratios        ${JSON.stringify(ratios, (_key, v: unknown) => (typeof v === 'number' ? Math.round(v * 100) / 100 : v))}`
+    )
+    runs.push({ copy, consumeOnly, idempotent, exactlyOnce, ratios })
+  }
+  const ratio = (name: keyof Round['ratios']) => Math.round(median(runs.map(run => run.ratios[name])) * 100) / 100
+  const medianRate = (pick: (run: Round) => number) => Math.round(median(runs.map(pick)))
   const result = {
     rows,
     batchSize,
-    copy,
-    consumeOnly,
-    idempotent,
-    exactlyOnce,
+    maxInFlight: maxInFlight ?? 'default',
+    rounds,
+    rowsPerSecond: {
+      copy: medianRate(run => median(run.copy.map(c => c.rowsPerSecond))),
+      consumeOnly: medianRate(run => run.consumeOnly.rowsPerSecond),
+      idempotent: medianRate(run => run.idempotent.rowsPerSecond),
+      exactlyOnce: medianRate(run => run.exactlyOnce.rowsPerSecond)
+    },
     ratios: {
-      'idempotent/copy': ratio(idempotent),
-      'exactlyOnce/copy': ratio(exactlyOnce),
-      'consumeOnly/copy': ratio(consumeOnly)
-    }
+      'idempotent/copy': ratio('idempotent/copy'),
+      'exactlyOnce/copy': ratio('exactlyOnce/copy'),
+      'consumeOnly/copy': ratio('consumeOnly/copy')
+    },
+    runs
   }
-  console.log(`ratios        ${JSON.stringify(result.ratios)} (target >= 0.5)`)
+  console.log(`medians       ${JSON.stringify(result.rowsPerSecond)}`)
+  console.log(`ratios        ${JSON.stringify(result.ratios)} (median of ${rounds} rounds; target >= 0.5)`)
   await mkdir('bench/results', { recursive: true })
   await writeFile('bench/results/sink.json', `${JSON.stringify(result, null, 2)}\n`)
 } finally {

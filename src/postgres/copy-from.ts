@@ -2,8 +2,8 @@
  * `COPY ... FROM STDIN` on a `pg` client without an extra dependency: a pg "submittable" (the hook
  * pg-cursor and pg-copy-streams use) that sends the statement, answers the server's CopyInResponse
  * with the data chunks (waiting for the socket to drain, so a large batch is not buffered twice) and
- * resolves with the row count of `COPY n`. A server error rejects; an abort sends CopyFail, which makes
- * the server roll the COPY back.
+ * resolves with the row count of `COPY n` (or of the script's last data statement). A server error
+ * rejects; an abort sends CopyFail, which makes the server roll the COPY (and its script) back.
  */
 import { once } from 'node:events'
 import type { ClientBase, Connection } from 'pg'
@@ -67,7 +67,8 @@ class CopyFromQuery {
   }
 
   handleCommandComplete(message: { text?: string }): void {
-    const match = /^COPY (\d+)/.exec(message.text ?? '')
+    // A script may run several statements: the count is the last data statement's (COPY n, INSERT 0 n, ...).
+    const match = /^(?:COPY|INSERT \d+|UPDATE|DELETE|MERGE) (\d+)$/.exec(message.text ?? '')
     if (match) this.#rowCount = Number(match[1])
   }
 
@@ -94,7 +95,13 @@ class CopyFromQuery {
   }
 }
 
-/** Runs `statement` (a `COPY ... FROM STDIN` in text format) on `client`, streaming `chunks`. */
+/**
+ * Runs `statement` (a `COPY ... FROM STDIN` in text format) on `client`, streaming `chunks`; resolves
+ * with the row count of the last data statement. `statement` may be a script of several statements
+ * (one simple Query message, so one implicit transaction and one round trip) with exactly one
+ * `COPY ... FROM STDIN` among them, e.g. `DO ...; COPY t FROM STDIN` or `COPY stage FROM STDIN; INSERT
+ * INTO t SELECT ... FROM stage`; an error anywhere rolls the whole script back.
+ */
 export async function copyFromStdin(
   client: ClientBase,
   statement: string,

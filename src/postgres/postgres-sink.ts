@@ -18,7 +18,7 @@ import { SinkWriteError } from '../sink/errors.ts'
 import { isKafkitError } from '../errors/kafkit-error.ts'
 import { postgresSinkOptions, type PostgresSinkConfig, type PostgresSinkOptions } from './options.ts'
 import { pgPoolDatabase, type SqlDatabase, type SqlSession } from './sql-database.ts'
-import { copyLine, quoteIdent, quoteQualified, toSqlText } from './sql-text.ts'
+import { copyChunks, quoteIdent, quoteQualified, toSqlText } from './sql-text.ts'
 
 export interface PostgresSinkInit extends PostgresSinkOptions {
   /** A `pg` Pool (borrowed: not ended by `close()`) or a SqlDatabase adapter (e.g. `pgliteDatabase`). */
@@ -73,6 +73,42 @@ interface PartitionSpan {
   next: bigint
 }
 
+/** SQLSTATE the exactly-once guard raises when a partition's stored offset is past the batch. */
+const OFFSETS_MOVED = 'KF001'
+/** Batches merged through the staging table after a straight COPY met a stored row. */
+const MERGE_AFTER_CONFLICT = 16
+
+/** A string literal whatever `standard_conforming_strings` says (E'...': quotes and backslashes escaped). */
+function escapedLiteral(value: string): string {
+  return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`
+}
+
+/** The offset span of each partition in `records`, sorted by topic and partition (the lock order). */
+function spansOf(records: readonly SinkRecord<unknown>[]): { spans: PartitionSpan[]; ordered: boolean } {
+  const spans = new Map<string, PartitionSpan>()
+  let ordered = true
+  for (const record of records) {
+    const id = `${record.partition}:${record.topic}`
+    const span = spans.get(id)
+    if (!span) {
+      spans.set(id, {
+        topic: record.topic,
+        partition: record.partition,
+        first: record.offset,
+        next: record.offset + 1n
+      })
+    } else {
+      if (record.offset < span.next) ordered = false
+      if (record.offset < span.first) span.first = record.offset
+      if (record.offset + 1n > span.next) span.next = record.offset + 1n
+    }
+  }
+  const list = [...spans.values()].sort((a, b) =>
+    a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1
+  )
+  return { spans: list, ordered }
+}
+
 export class PostgresSink<Row extends Record<string, unknown> = Record<string, unknown>> implements SinkWriter<Row> {
   readonly config: Readonly<PostgresSinkConfig>
   readonly #db: SqlDatabase
@@ -81,6 +117,8 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
   readonly #offsets: string
   #offsetsReady: Promise<void> | undefined
   #closed = false
+  /** Batches still to merge through the staging table (after a straight COPY met a stored row). */
+  #mergeFor = 0
 
   constructor(init: PostgresSinkInit) {
     const { database, ...options } = init
@@ -161,9 +199,17 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
   async write(records: readonly SinkRecord<Row>[], context: SinkWriteContext): Promise<SinkWriteResult> {
     if (this.#closed) throw new SinkWriteError(`${this.name} is closed`)
     if (records.length === 0) return { written: 0, skipped: 0, path: 'none' }
+    let rowCount = 0
+    for (const record of records) if (record.row !== null) rowCount++
+    // Without stored offsets a batch of records that map to no row stores nothing.
+    if (rowCount === 0 && !this.storesOffsets) return { written: 0, skipped: 0, path: 'none' }
     if (this.storesOffsets) await this.ensureOffsetsTable(context.signal)
     try {
       return await this.#db.withSession(async session => {
+        if (this.#takesCopy(session, rowCount)) {
+          const done = await this.#copyScript(session, records, context)
+          if (done) return done
+        }
         await session.query('BEGIN')
         let result: SinkWriteResult
         if (this.storesOffsets) {
@@ -195,23 +241,7 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
     records: readonly SinkRecord<Row>[],
     context: SinkWriteContext
   ): Promise<SinkWriteResult> {
-    const spans = new Map<string, PartitionSpan>()
-    for (const record of records) {
-      const id = `${record.partition}:${record.topic}`
-      const span = spans.get(id)
-      if (!span)
-        spans.set(id, {
-          topic: record.topic,
-          partition: record.partition,
-          first: record.offset,
-          next: record.offset + 1n
-        })
-      else {
-        if (record.offset < span.first) span.first = record.offset
-        if (record.offset + 1n > span.next) span.next = record.offset + 1n
-      }
-    }
-    const list = [...spans.values()]
+    const list = spansOf(records).spans
     // Insert-or-lock every partition's offset row. A new row starts at the batch's first offset; an
     // existing one is locked (the no-op update) and returned as stored, so a concurrent writer of the
     // same partition waits here and then sees what this transaction stored.
@@ -250,6 +280,94 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
       )
     }
     return { ...result, skipped: result.skipped + already }
+  }
+
+  #takesCopy(session: SqlSession, rows: number): boolean {
+    const { bulk, copyMinRows } = this.config
+    return session.copyFrom !== undefined && (bulk === 'copy' || (bulk === 'auto' && rows >= copyMinRows))
+  }
+
+  /**
+   * The fast COPY path: the whole batch as one script, sent in one round trip and run as one implicit
+   * transaction. Exactly-once prefixes it with a guard that advances each partition's stored offset
+   * only if it is not past the batch (else KF001 and nothing is stored). With a key, the rows are first
+   * copied straight into the table (the common case: none of them is stored yet); a unique violation
+   * rolls that back and the batch goes through the staging table and ON CONFLICT instead, as do the
+   * next batches for a while. Resolves undefined when the careful path must decide: the stored offsets
+   * moved (a redelivery, or another writer of the partition), or records are not in offset order.
+   */
+  async #copyScript(
+    session: SqlSession,
+    records: readonly SinkRecord<Row>[],
+    context: SinkWriteContext
+  ): Promise<SinkWriteResult | undefined> {
+    const copyFrom = session.copyFrom
+    if (!copyFrom) return undefined
+    const statements: string[] = []
+    if (this.storesOffsets) {
+      const { spans, ordered } = spansOf(records)
+      const guard = ordered ? this.#offsetsGuard(context.groupId, spans) : undefined
+      if (guard === undefined) return undefined
+      statements.push(guard)
+    }
+    const input = records.flatMap(record => (record.row === null ? [] : [record.row]))
+    const rows = this.config.version === undefined ? input : this.#latestPerKey(input)
+    const { columns, key } = this.config
+    const direct = key === undefined || this.#mergeFor === 0
+    const script = [...statements, ...(direct ? [`COPY ${this.#table} (${this.#columns}) FROM STDIN`] : this.#merge())]
+    try {
+      const written =
+        rows.length === 0
+          ? await this.#runScript(session, statements)
+          : await copyFrom(script.join('; '), copyChunks(rows, columns), context.signal)
+      if (!direct) {
+        // Staged: keep merging while batches still meet stored rows; try straight COPY again after that.
+        this.#mergeFor = written < rows.length ? MERGE_AFTER_CONFLICT : this.#mergeFor - 1
+      }
+      return { written, skipped: input.length - written, path: 'copy' }
+    } catch (error) {
+      const code = (error as { code?: unknown }).code
+      if (code === OFFSETS_MOVED) return undefined
+      if (code === '23505' && direct && key !== undefined) {
+        this.#mergeFor = MERGE_AFTER_CONFLICT
+        return this.#copyScript(session, records, context)
+      }
+      throw error
+    }
+  }
+
+  /** Runs statements without a COPY (exactly-once offsets of a batch without rows) in one round trip. */
+  async #runScript(session: SqlSession, statements: readonly string[]): Promise<number> {
+    if (statements.length > 0) await session.query(statements.join('; '))
+    return 0
+  }
+
+  /** The staging statements: COPY into a per-connection temporary table, then one INSERT ... SELECT. */
+  #merge(): string[] {
+    const stage = quoteIdent(`kafkit_stage_${this.config.table.replaceAll('.', '_')}`.slice(0, 63))
+    return [
+      `CREATE TEMP TABLE IF NOT EXISTS ${stage} (LIKE ${this.#table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`,
+      `COPY ${stage} (${this.#columns}) FROM STDIN`,
+      `INSERT INTO ${this.#table} AS target (${this.#columns}) SELECT ${this.#columns} FROM ${stage}${this.#conflictClause('target')}`
+    ]
+  }
+
+  /**
+   * A DO block that advances the stored offset of every span in partition order, and fails with
+   * KF001 when one is stored past the span's first offset (those records were stored already). The
+   * offset rows are locked by the upsert, so a concurrent writer of the same partition waits here.
+   */
+  #offsetsGuard(groupId: string, spans: readonly PartitionSpan[]): string | undefined {
+    const group = escapedLiteral(groupId)
+    const body = spans
+      .map(
+        span =>
+          `INSERT INTO ${this.#offsets} AS o ("group", topic, partition, next_offset) VALUES (${group}, ${escapedLiteral(span.topic)}, ${span.partition}, ${span.next}) ON CONFLICT ("group", topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now() WHERE o.next_offset <= ${span.first}; IF NOT FOUND THEN RAISE EXCEPTION 'kafkit: stored offsets moved' USING ERRCODE = '${OFFSETS_MOVED}'; END IF;`
+      )
+      .join(' ')
+    // The body is dollar-quoted: a name that contains the quote falls back to the careful path.
+    if (body.includes('$kafkit$')) return undefined
+    return `DO $kafkit$BEGIN ${body} END$kafkit$`
   }
 
   /** Inserts rows inside the open transaction; returns stored vs. skipped (conflicts). */
@@ -309,19 +427,16 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
     const copyFrom = session.copyFrom
     if (!copyFrom) throw new SinkWriteError('this database adapter has no COPY')
     const { columns, key } = this.config
-    const lines = function* () {
-      for (const row of rows) yield copyLine(row, columns)
-    }
     if (key === undefined) {
       // Nothing to merge on: COPY straight into the table (still inside the batch's transaction).
-      return copyFrom(`COPY ${this.#table} (${this.#columns}) FROM STDIN`, lines(), signal)
+      return copyFrom(`COPY ${this.#table} (${this.#columns}) FROM STDIN`, copyChunks(rows, columns), signal)
     }
     // A per-connection temporary table, emptied at every commit, so it is created once per connection.
     const stage = quoteIdent(`kafkit_stage_${this.config.table.replaceAll('.', '_')}`.slice(0, 63))
     await session.query(
       `CREATE TEMP TABLE IF NOT EXISTS ${stage} (LIKE ${this.#table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`
     )
-    await copyFrom(`COPY ${stage} (${this.#columns}) FROM STDIN`, lines(), signal)
+    await copyFrom(`COPY ${stage} (${this.#columns}) FROM STDIN`, copyChunks(rows, columns), signal)
     const result = await session.query(
       `INSERT INTO ${this.#table} AS target (${this.#columns}) SELECT ${this.#columns} FROM ${stage}${this.#conflictClause('target')}`
     )

@@ -15,7 +15,11 @@ export interface SqlResult<R> {
 
 export interface SqlSession {
   query<R = Record<string, unknown>>(text: string, values?: readonly unknown[]): Promise<SqlResult<R>>
-  /** Runs `COPY ... FROM STDIN` with the given text-format chunks; absent when the driver cannot. */
+  /**
+   * Runs `COPY ... FROM STDIN` with the given text-format chunks, or a script of statements with one
+   * such COPY among them (one round trip, one implicit transaction); resolves with the row count of the
+   * last data statement. Absent when the driver cannot.
+   */
   copyFrom?: ((statement: string, chunks: Iterable<string>, signal?: AbortSignal) => Promise<number>) | undefined
 }
 

@@ -7,7 +7,7 @@
 import { z } from 'zod'
 import { connectionEnv, connectionSecrets, connectionShape } from '../config/connection.ts'
 import { defineOptions } from '../config/define-options.ts'
-import { envDuration, envInteger, envList, envString } from '../config/env-parsers.ts'
+import { envBytes, envDuration, envInteger, envList, envString } from '../config/env-parsers.ts'
 
 export const sinkOptions = defineOptions({
   component: 'sink',
@@ -19,6 +19,7 @@ export const sinkOptions = defineOptions({
     topics: envList('KAFKA_SINK_TOPICS'),
     batchSize: envInteger('KAFKA_SINK_BATCH_SIZE'),
     maxInFlight: envInteger('KAFKA_SINK_MAX_IN_FLIGHT'),
+    fetchMaxBytes: envBytes('KAFKA_SINK_FETCH_MAX_BYTES'),
     lingerMs: envDuration('KAFKA_SINK_LINGER'),
     maxRetries: envInteger('KAFKA_SINK_MAX_RETRIES'),
     errorsTolerance: envString('KAFKA_SINK_ERRORS_TOLERANCE'),
@@ -108,6 +109,14 @@ export const sinkOptions = defineOptions({
         .default(true)
         .describe('Where a group without committed offsets starts: the earliest record (true) or new records only.'),
       fetchMaxWaitMs: z.number().int().min(1).default(200).describe('Longest a fetch waits at the broker for data.'),
+      fetchMaxBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(1024 * 1024)
+        .describe(
+          'Most bytes one fetch returns. The client lets one partition fill a whole fetch, so a smaller fetch makes the broker rotate through the partitions and several partitions have batches ready to write at once (bench/sink).'
+        ),
       sessionTimeoutMs: z
         .number()
         .int()

@@ -90,12 +90,8 @@ interface PartitionWork {
   stoppedAt: bigint | undefined
 }
 
-/** Settled records and writes of one partition not yet covered by a Kafka commit. */
-interface Uncommitted {
-  offsets: bigint[]
-  deadLettered: boolean[]
-  writes: { lastOffset: bigint; written: number; skipped: number; alreadyStored: number; path: string }[]
-}
+/** What the handler did with a run of records of one partition, counted once a Kafka commit covers it. */
+type Handled = Omit<SinkBatchReport, 'topic' | 'partition'>
 
 function partitionKey(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`
@@ -130,7 +126,8 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
   }
   /** Per runtime partition state (its handler signal is unique to one assignment of one partition). */
   readonly #work = new WeakMap<AbortSignal, PartitionWork>()
-  readonly #uncommitted = new Map<string, Uncommitted>()
+  /** Per partition: what was handled and is not yet covered by a Kafka commit, in offset order. */
+  readonly #uncommitted = new Map<string, Handled[]>()
   /** Exactly-once: the stored offsets, loaded once per (re)assignment and shared by its partitions. */
   #storedLoad: Promise<Map<string, bigint>> | undefined
   #started = false
@@ -160,6 +157,7 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       startOffset: config.fromBeginning ? 'earliest' : 'latest',
       maxWaitMs: config.fetchMaxWaitMs,
+      maxBytes: config.fetchMaxBytes,
       // One batch per partition at a time, up to maxInFlight partitions written at once.
       concurrency: { mode: 'partition', limit: config.maxInFlight },
       maxPollRecords: config.batchSize,
@@ -189,11 +187,6 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
       // assignment are not ours to count any more.
       this.#storedLoad = undefined
       for (const { topic, partition } of partitions) this.#uncommitted.delete(partitionKey(topic, partition))
-    })
-    this.consumer.on('settled', ({ topic, partition, offset, outcome }) => {
-      const entry = this.#uncommittedOf(topic, partition)
-      entry.offsets.push(offset)
-      entry.deadLettered.push(outcome === 'dead-letter')
     })
     this.consumer.on('commit', ({ offsets }) => {
       for (const { topic, partition, offset } of offsets) this.#committed(topic, partition, offset)
@@ -294,8 +287,10 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
         result = await this.writer.write(records, { signal: context.signal, groupId: this.config.groupId })
       } catch (error) {
         // errorsTolerance none: a record the database rejects alone is where the sink stops.
-        if (messages.length === 1 && this.config.errorsTolerance === 'none' && this.#classify(error) === 'permanent') {
-          work.stoppedAt = first.offset
+        // A record the database rejects alone is a bad record: dead-lettered, or where the sink stops.
+        if (messages.length === 1 && this.#classify(error) === 'permanent') {
+          if (this.config.errorsTolerance === 'none') work.stoppedAt = first.offset
+          else this.#handled({ ...this.#emptyReport(first), records: 1, deadLettered: 1 })
         }
         throw error
       }
@@ -307,20 +302,15 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
       partition: first.partition,
       firstOffset: first.offset,
       lastOffset: stopAt === undefined ? last.offset : stopAt - 1n,
-      records: records.length + alreadyStored,
+      // Up to the stop point, the bad record itself excluded (it is never committed).
+      records: stopAt === undefined ? messages.length : records.length + alreadyStored,
       written: result.written,
       skipped: result.skipped,
-      deadLettered: bad.length,
+      deadLettered: stopAt === undefined ? bad.length : 0,
       alreadyStored,
       path: result.path
     }
-    this.#uncommittedOf(first.topic, first.partition).writes.push({
-      lastOffset: last.offset,
-      written: result.written,
-      skipped: result.skipped,
-      alreadyStored,
-      path: result.path
-    })
+    this.#handled(report)
     await this.#afterWrite?.(report)
     if (bad.length > 0) {
       work.bad = new Map(bad.map(({ offset, error }) => [offset, error]))
@@ -410,44 +400,55 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
 
   // ---- accounting ----------------------------------------------------------------------------------
 
-  #uncommittedOf(topic: string, partition: number): Uncommitted {
-    const key = partitionKey(topic, partition)
-    let entry = this.#uncommitted.get(key)
-    if (!entry) {
-      entry = { offsets: [], deadLettered: [], writes: [] }
-      this.#uncommitted.set(key, entry)
+  #emptyReport(first: ConsumedMessage<Buffer>): SinkBatchReport {
+    return {
+      topic: first.topic,
+      partition: first.partition,
+      firstOffset: first.offset,
+      lastOffset: first.offset,
+      records: 0,
+      written: 0,
+      skipped: 0,
+      deadLettered: 0,
+      alreadyStored: 0,
+      path: 'none'
     }
-    return entry
+  }
+
+  #handled(report: SinkBatchReport): void {
+    const { topic, partition, ...handled } = report
+    const key = partitionKey(topic, partition)
+    const list = this.#uncommitted.get(key)
+    if (list) list.push(handled)
+    else this.#uncommitted.set(key, [handled])
   }
 
   /** A Kafka commit of `offset` (the next to read) landed: count and report what it covers. */
   #committed(topic: string, partition: number, offset: bigint): void {
-    const entry = this.#uncommitted.get(partitionKey(topic, partition))
-    if (!entry) return
+    const list = this.#uncommitted.get(partitionKey(topic, partition))
     let count = 0
-    while (count < entry.offsets.length && (entry.offsets[count] as bigint) < offset) count++
-    if (count === 0) return
-    const offsets = entry.offsets.splice(0, count)
-    const dead = entry.deadLettered.splice(0, count).filter(Boolean).length
-    let writes = 0
-    while (writes < entry.writes.length && (entry.writes[writes]?.lastOffset as bigint) < offset) writes++
+    while (list && count < list.length && (list[count] as Handled).lastOffset < offset) count++
+    if (!list || count === 0) return
+    const covered = list.splice(0, count)
     const report: SinkBatchReport = {
       topic,
       partition,
-      firstOffset: offsets[0] as bigint,
-      lastOffset: offsets.at(-1) as bigint,
-      records: count,
+      firstOffset: (covered[0] as Handled).firstOffset,
+      lastOffset: (covered.at(-1) as Handled).lastOffset,
+      records: 0,
       written: 0,
       skipped: 0,
-      deadLettered: dead,
+      deadLettered: 0,
       alreadyStored: 0,
       path: 'none'
     }
-    for (const write of entry.writes.splice(0, writes)) {
-      report.written += write.written
-      report.skipped += write.skipped
-      report.alreadyStored += write.alreadyStored
-      if (write.path !== 'none') report.path = write.path
+    for (const handled of covered) {
+      report.records += handled.records
+      report.written += handled.written
+      report.skipped += handled.skipped
+      report.deadLettered += handled.deadLettered
+      report.alreadyStored += handled.alreadyStored
+      if (handled.path !== 'none') report.path = handled.path
     }
     this.#stats.records += report.records
     this.#stats.written += report.written

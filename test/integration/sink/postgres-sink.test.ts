@@ -204,40 +204,43 @@ test('exactly-once: a failing batch stores neither rows nor offsets', async t =>
   assert.deepEqual(await sink.loadOffsets('g1', ['logs']), [])
 })
 
-test('exactly-once: two writers racing on one partition store every record once', async t => {
-  const db = await createTestSchema(t, { poolSize: 8 })
-  const table = db.qualified('logs')
-  await db.query(logsTableDdl(table, { unique: false }))
-  const offsetsTable = db.qualified('kafkit_offsets')
-  const options = { table, columns, delivery: 'exactly-once' as const, offsetsTable }
-  const a = new PostgresSink<LogRow>({ ...options, database: db.pool })
-  const b = new PostgresSink<LogRow>({ ...options, database: db.pool })
-  t.after(() => a.close())
-  t.after(() => b.close())
-  // A zombie (b) and the new owner (a) each write partitions 0 and 1 in order, with other batch
-  // boundaries, at the same time: every record is offered twice, in overlapping ranges.
-  const all = Array.from({ length: 400 }, (_, i) => logRow(i))
-  const totals = { written: 0, skipped: 0 }
-  const writer = async (sink: PostgresSink<LogRow>, partition: number, size: number) => {
-    for (let start = 0; start < all.length; start += size) {
-      const slice = all.slice(start, start + size).map(row => ({ ...row, log_id: `${partition}-${row.log_id}` }))
-      const result = await sink.write(records(slice, { partition, from: BigInt(start) }), ctx)
-      totals.written += result.written
-      totals.skipped += result.skipped
+for (const bulk of ['insert', 'copy'] as const) {
+  test(`exactly-once (${bulk}): two writers racing on one partition store every record once`, async t => {
+    const db = await createTestSchema(t, { poolSize: 8 })
+    const table = db.qualified('logs')
+    await db.query(logsTableDdl(table, { unique: false }))
+    const offsetsTable = db.qualified('kafkit_offsets')
+    // copy: the one-round-trip script with its offsets guard; insert: the locked read-then-write path.
+    const options = { table, columns, delivery: 'exactly-once' as const, offsetsTable, bulk }
+    const a = new PostgresSink<LogRow>({ ...options, database: db.pool })
+    const b = new PostgresSink<LogRow>({ ...options, database: db.pool })
+    t.after(() => a.close())
+    t.after(() => b.close())
+    // A zombie (b) and the new owner (a) each write partitions 0 and 1 in order, with other batch
+    // boundaries, at the same time: every record is offered twice, in overlapping ranges.
+    const all = Array.from({ length: 400 }, (_, i) => logRow(i))
+    const totals = { written: 0, skipped: 0 }
+    const writer = async (sink: PostgresSink<LogRow>, partition: number, size: number) => {
+      for (let start = 0; start < all.length; start += size) {
+        const slice = all.slice(start, start + size).map(row => ({ ...row, log_id: `${partition}-${row.log_id}` }))
+        const result = await sink.write(records(slice, { partition, from: BigInt(start) }), ctx)
+        totals.written += result.written
+        totals.skipped += result.skipped
+      }
     }
-  }
-  const writes = [writer(a, 0, 100), writer(b, 0, 30), writer(a, 1, 70), writer(b, 1, 50)]
-  await Promise.all(writes)
-  assert.deepEqual(totals, { written: 800, skipped: 800 }, 'each record offered twice, stored once')
-  const [count] = await db.query<{ n: string; d: string }>(
-    `SELECT count(*) AS n, count(DISTINCT log_id) AS d FROM ${table}`
-  )
-  assert.deepEqual(count, { n: '800', d: '800' })
-  assert.deepEqual(await a.loadOffsets('g1', ['logs']), [
-    { topic: 'logs', partition: 0, nextOffset: 400n },
-    { topic: 'logs', partition: 1, nextOffset: 400n }
-  ])
-})
+    const writes = [writer(a, 0, 100), writer(b, 0, 30), writer(a, 1, 70), writer(b, 1, 50)]
+    await Promise.all(writes)
+    assert.deepEqual(totals, { written: 800, skipped: 800 }, 'each record offered twice, stored once')
+    const [count] = await db.query<{ n: string; d: string }>(
+      `SELECT count(*) AS n, count(DISTINCT log_id) AS d FROM ${table}`
+    )
+    assert.deepEqual(count, { n: '800', d: '800' })
+    assert.deepEqual(await a.loadOffsets('g1', ['logs']), [
+      { topic: 'logs', partition: 0, nextOffset: 400n },
+      { topic: 'logs', partition: 1, nextOffset: 400n }
+    ])
+  })
+}
 
 test('at-least-once (control): a redelivered batch is stored twice', async t => {
   const db = await createTestSchema(t)

@@ -71,7 +71,8 @@ async function chaosRun(t: TestContext, delivery: 'idempotent' | 'exactly-once' 
     SINK_TABLE: table,
     SINK_OFFSETS_TABLE: db.qualified('kafkit_offsets'),
     SINK_DELIVERY: delivery,
-    SINK_BATCH_SIZE: '200'
+    // Large enough for the COPY paths (straight COPY, the merge after a redelivery, the offsets guard).
+    SINK_BATCH_SIZE: '400'
   }
   const alive = new Set<ChildProcess>()
   t.after(() => {

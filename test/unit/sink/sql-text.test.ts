@@ -1,7 +1,15 @@
 /** The one value conversion both Postgres write paths use, and COPY's text-format escaping. */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { copyField, copyLine, quoteIdent, quoteQualified, toSqlText } from '../../../src/postgres/sql-text.ts'
+import {
+  copyChunks,
+  copyField,
+  copyLine,
+  isoTimestamp,
+  quoteIdent,
+  quoteQualified,
+  toSqlText
+} from '../../../src/postgres/sql-text.ts'
 
 test('values become PostgreSQL text input', () => {
   assert.equal(toSqlText(null), null)
@@ -28,4 +36,29 @@ test('COPY fields escape backslash, tab, newline and carriage return, and NULL i
 test('identifiers are quoted, also schema-qualified', () => {
   assert.equal(quoteIdent('log"id'), '"log""id"')
   assert.equal(quoteQualified('audit.logs'), '"audit"."logs"')
+})
+
+test('timestamps format like toISOString, also across seconds, out of order and outside years 1000-9999', () => {
+  const dates = [
+    ...Array.from({ length: 3000 }, (_, i) => new Date(1_700_000_000_000 + i * 7)),
+    new Date(Date.UTC(2024, 1, 29, 23, 59, 59, 999)),
+    new Date(Date.UTC(2024, 2, 1, 0, 0, 0, 0)),
+    new Date(1_700_000_000_005),
+    new Date(Date.UTC(1000, 0, 1)),
+    new Date(Date.UTC(9999, 11, 31, 23, 59, 59, 999)),
+    new Date(-62_198_755_200_000),
+    new Date(8.64e15),
+    new Date(-1),
+    new Date(0)
+  ]
+  for (const date of dates) assert.equal(isoTimestamp(date), date.toISOString())
+  assert.throws(() => isoTimestamp(new Date(Number.NaN)), RangeError)
+})
+
+test('COPY text comes in chunks of whole lines', () => {
+  const rows = Array.from({ length: 100 }, (_, i) => ({ a: `row ${i}`, b: i }))
+  const chunks = [...copyChunks(rows, ['a', 'b'], 100)]
+  assert.ok(chunks.length > 1)
+  assert.ok(chunks.every(chunk => chunk.endsWith('\n')))
+  assert.equal(chunks.join(''), rows.map(row => copyLine(row, ['a', 'b'])).join(''))
 })
