@@ -52,7 +52,11 @@ const DRAIN = process.env.DRAIN !== '0'
 const PORT = 9792
 
 type Variant = 'plain' | 'noFailures' | 'withFailures'
-const variants: Variant[] = ['plain', 'noFailures', 'withFailures']
+const variants: Variant[] = (process.env.VARIANTS?.split(',') as Variant[] | undefined) ?? [
+  'plain',
+  'noFailures',
+  'withFailures'
+]
 const workloads = {
   io: { messages: MESSAGES, workMs: env('WORK_MS', 5), limit: env('LIMIT', 16) },
   cpu: { messages: CPU_MESSAGES, workMs: 0, limit: env('CPU_LIMIT', 64) }
@@ -113,6 +117,8 @@ interface RunResult {
   drainSeconds: number | undefined
   retriedOnTiers: number
   handlings: number
+  /** CPU time of this process (user + system) per record, start to drained, broker excluded. */
+  cpuUsPerRecord: number
 }
 
 async function run(workload: Workload, variant: Variant, round: number): Promise<RunResult> {
@@ -165,10 +171,12 @@ async function run(workload: Workload, variant: Variant, round: number): Promise
     variant === 'plain'
       ? new Consumer<{ id: number }>(common)
       : new RetryingConsumer<{ id: number }>({ ...common, retry: { tiers: TIERS, perKeyOrdering: PER_KEY } })
+  const cpuBefore = process.cpuUsage()
   await consumer.start()
   const deadline = Date.now() + 600_000
   const expectRetried = variant === 'withFailures' && DRAIN ? failingTotal : 0
   while ((healthy < healthyTotal || retried < expectRetried) && Date.now() < deadline) await sleep(20)
+  const cpu = process.cpuUsage(cpuBefore)
   await consumer.stop()
   await dropTopics(topic)
   if (healthy < healthyTotal || retried < expectRetried) {
@@ -185,7 +193,8 @@ async function run(workload: Workload, variant: Variant, round: number): Promise
     healthySeconds,
     drainSeconds: variant === 'withFailures' && DRAIN ? (lastRetried - first) / 1000 : undefined,
     retriedOnTiers: retried,
-    handlings
+    handlings,
+    cpuUsPerRecord: (cpu.user + cpu.system) / messages
   }
 }
 
@@ -200,7 +209,7 @@ try {
         const result = await run(workload, variant, round)
         runs.push(result)
         console.error(
-          `${workload} round ${round} ${variant.padEnd(12)} ${result.healthyPerSec.toFixed(0).padStart(7)} healthy rec/s (${result.healthySeconds.toFixed(2)} s)${result.drainSeconds === undefined ? '' : `, retries drained after ${result.drainSeconds.toFixed(2)} s`}`
+          `${workload} round ${round} ${variant.padEnd(12)} ${result.healthyPerSec.toFixed(0).padStart(7)} healthy rec/s (${result.healthySeconds.toFixed(2)} s, ${result.cpuUsPerRecord.toFixed(0)} us CPU/record)${result.drainSeconds === undefined ? '' : `, retries drained after ${result.drainSeconds.toFixed(2)} s`}`
         )
       }
     }

@@ -32,10 +32,9 @@ import {
   encodeParkedValue,
   encodeResolution,
   encodeTrain,
+  entryKeys,
   keyIdOf,
-  parkedEntryKey,
-  resolutionEntryKey,
-  trainEntryKey,
+  type EntryKeys,
   type ParkedRecord
 } from './parked-keys.ts'
 import { retryHeaderEntries } from './retry-headers.ts'
@@ -69,6 +68,7 @@ export class KeyOrderGate {
   readonly #byParked = new Map<string, RetryFlowTopics>()
   readonly #state = new Map<string, ParkedKeys>()
   readonly #groupId: string
+  readonly #keys: EntryKeys
   readonly #logger: HandlingLogger
   readonly #partitions: ReadonlyMap<string, number>
   readonly #stop = new AbortController()
@@ -88,12 +88,13 @@ export class KeyOrderGate {
     this.#client = init.client
     this.#producer = init.producer
     this.#groupId = init.groupId
+    this.#keys = entryKeys(init.groupId)
     this.#logger = init.logger
     this.#partitions = init.partitions
     for (const flow of init.flows) {
       this.#flows.set(flow.origin, flow)
       this.#byParked.set(flow.parked, flow)
-      this.#state.set(flow.origin, new ParkedKeys())
+      this.#state.set(flow.origin, new ParkedKeys(init.groupId))
     }
   }
 
@@ -212,7 +213,7 @@ export class KeyOrderGate {
           {
             topic: flow.parked,
             partition: message.partition,
-            key: Buffer.from(parkedEntryKey(keyId, message.offset)),
+            key: Buffer.from(this.#keys.parked(keyId, message.offset)),
             value: encodeParkedValue(message.raw.value),
             headers: headerMap(headers)
           }
@@ -250,7 +251,7 @@ export class KeyOrderGate {
           {
             topic: flow.parked,
             partition: message.partition,
-            key: Buffer.from(trainEntryKey(keyId)),
+            key: Buffer.from(this.#keys.train(keyId)),
             value: encodeTrain(message.offset)
           }
         ],
@@ -277,7 +278,7 @@ export class KeyOrderGate {
         {
           topic: flow.parked,
           partition: origin.partition % (this.#partitions.get(flow.parked) ?? 1),
-          key: Buffer.from(resolutionEntryKey(keyIdOf(key), origin.offset)),
+          key: Buffer.from(this.#keys.resolution(keyIdOf(key), origin.offset)),
           value: encodeResolution(outcome, new Date())
         }
       ],
@@ -380,7 +381,7 @@ export class KeyOrderGate {
       const drop = step.drop.map((offset): OutgoingRecord => ({
         topic: flow.parked,
         partition,
-        key: Buffer.from(resolutionEntryKey(keyId, offset)),
+        key: Buffer.from(this.#keys.resolution(keyId, offset)),
         value: null as unknown as Buffer
       }))
       if (step.kind === 'gc') {
@@ -391,7 +392,7 @@ export class KeyOrderGate {
         const end: OutgoingRecord = {
           topic: flow.parked,
           partition,
-          key: Buffer.from(trainEntryKey(keyId)),
+          key: Buffer.from(this.#keys.train(keyId)),
           value: null as unknown as Buffer
         }
         await this.#writeState(flow, partition, [end, ...drop], signal, 'train end')
@@ -405,13 +406,13 @@ export class KeyOrderGate {
           {
             topic: flow.parked,
             partition,
-            key: Buffer.from(trainEntryKey(keyId)),
+            key: Buffer.from(this.#keys.train(keyId)),
             value: encodeTrain(step.next.offset)
           },
           {
             topic: flow.parked,
             partition,
-            key: Buffer.from(parkedEntryKey(keyId, step.next.offset)),
+            key: Buffer.from(this.#keys.parked(keyId, step.next.offset)),
             value: null as unknown as Buffer
           },
           ...drop

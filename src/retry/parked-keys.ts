@@ -10,7 +10,7 @@
  * - `r|<key>|<offset>`: a resolution: the record at that origin offset succeeded or was dead-lettered
  *   on a tier (written by whichever worker handled it); a tombstone once acted upon.
  *
- * `<key>` is the record key in base64url. Every worker reads the whole topic into this state; only the
+ * Each entry key also names the consumer group (see `entryKeys`); `<key>` is the record key in base64url. Every worker reads the whole topic into this state; only the
  * owner of an origin partition (in the origin group) writes `t` and `p` entries and acts on resolutions,
  * so each key has one writer of its train at a time. `decide` says what the origin does with a record
  * and `step` what the owner does next for a key.
@@ -50,26 +50,35 @@ export type ParkedEntryKey = { kind: 't'; keyId: string } | { kind: 'p' | 'r'; k
 
 export const keyIdOf = (key: Buffer): string => key.toString('base64url')
 
-export function trainEntryKey(keyId: string): string {
-  return `t|${keyId}`
+/**
+ * The entry keys of one consumer group: `<group>|t|<key>`, `<group>|p|<key>|<offset>`,
+ * `<group>|r|<key>|<offset>`, group and key in base64url. Groups that consume the same origin topic
+ * share its parked-keys topic and never see each other's entries.
+ */
+export interface EntryKeys {
+  train: (keyId: string) => string
+  parked: (keyId: string, offset: bigint) => string
+  resolution: (keyId: string, offset: bigint) => string
+  /** The entry, or undefined when it is malformed or another group's. */
+  parse: (text: string) => ParkedEntryKey | undefined
 }
 
-export function parkedEntryKey(keyId: string, offset: bigint): string {
-  return `p|${keyId}|${offset}`
-}
-
-export function resolutionEntryKey(keyId: string, offset: bigint): string {
-  return `r|${keyId}|${offset}`
-}
-
-export function parseEntryKey(text: string): ParkedEntryKey | undefined {
-  const [kind, keyId, offset] = text.split('|')
-  if (keyId === undefined) return undefined
-  if (kind === 't') return { kind, keyId }
-  if ((kind === 'p' || kind === 'r') && offset !== undefined && /^\d+$/.test(offset)) {
-    return { kind, keyId, offset: BigInt(offset) }
+export function entryKeys(groupId: string): EntryKeys {
+  const group = Buffer.from(groupId, 'utf8').toString('base64url')
+  return {
+    train: keyId => `${group}|t|${keyId}`,
+    parked: (keyId, offset) => `${group}|p|${keyId}|${offset}`,
+    resolution: (keyId, offset) => `${group}|r|${keyId}|${offset}`,
+    parse: text => {
+      const [owner, kind, keyId, offset] = text.split('|')
+      if (owner !== group || keyId === undefined) return undefined
+      if (kind === 't') return { kind, keyId }
+      if ((kind === 'p' || kind === 'r') && offset !== undefined && /^\d+$/.test(offset)) {
+        return { kind, keyId, offset: BigInt(offset) }
+      }
+      return undefined
+    }
   }
-  return undefined
 }
 
 /** A parked value: one flag byte (0 null, 1 bytes follow), so a null value never reads as a tombstone. */
@@ -106,15 +115,23 @@ function minOffset(offsets: Iterable<bigint>): bigint | undefined {
 
 export class ParkedKeys {
   readonly #partitions = new Map<number, Map<string, KeyEntry>>()
+  readonly #keys: EntryKeys
 
-  /** Applies one entry of the parked-keys topic (value undefined or null: a tombstone); returns the key it touched. */
+  constructor(groupId: string) {
+    this.#keys = entryKeys(groupId)
+  }
+
+  /**
+   * Applies one entry of the parked-keys topic (value undefined or null: a tombstone); returns the key
+   * it touched (undefined for another group's entry).
+   */
   apply(
     partition: number,
     entryKey: string,
     value: Buffer | null | undefined,
     headers: Iterable<readonly [string, Buffer]> = []
   ): string | undefined {
-    const parsed = parseEntryKey(entryKey)
+    const parsed = this.#keys.parse(entryKey)
     if (!parsed) return undefined
     let keys = this.#partitions.get(partition)
     if (!keys) {

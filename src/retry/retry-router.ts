@@ -18,7 +18,13 @@ import type { ConsumedMessage, HandlerContext, MessageHandler } from '../handlin
 import type { FailureRoute } from '../consumer/consumer.ts'
 import { sleep } from '../resilience/backoff.ts'
 import type { KeyOrderGate } from './key-order-gate.ts'
-import { readRetryHeaders, retryHeaderEntries, withoutRetryHeaders, type RetryInfo } from './retry-headers.ts'
+import {
+  readRetryHeaders,
+  retryHeaderEntries,
+  RetryHeader,
+  withoutRetryHeaders,
+  type RetryInfo
+} from './retry-headers.ts'
 import { headerMap, sendAcknowledged, type RetryProducer } from './send-acknowledged.ts'
 import type { RetryFlowTopics } from './topic-names.ts'
 
@@ -114,11 +120,15 @@ export class RetryRouter {
     return {
       intercept: async (message, context) => {
         const where = this.#tierOf.get(message.topic)
-        const info = readRetryHeaders(message.headers)
-        if (!where || !info) return 'handle'
+        // Groups consuming the same origin topic share its tier topics: another group's retry is not ours.
+        const group = message.headers.get(RetryHeader.consumerGroup)
+        if (group !== undefined && group.toString('utf8') !== this.#groupId) return 'rerouted'
+        // Only the due time is needed here (the hot path of a tier): one header, not all of them.
+        const due = Date.parse(message.headers.get(RetryHeader.dueAt)?.toString('latin1') ?? '')
+        if (!where || Number.isNaN(due)) return 'handle'
         const delayMs = where.tier === 0 ? 0 : (where.flow.tiers[where.tier - 1]?.delayMs ?? 0)
         // Never longer than the tier's delay: a writer whose clock runs ahead must not stall the tier.
-        const until = Math.min(info.dueAt.getTime(), this.#now() + delayMs)
+        const until = Math.min(due, this.#now() + delayMs)
         // Timers may fire a millisecond before the wall clock says so: wait until it does.
         for (let wait = until - this.#now(); wait > 0; wait = until - this.#now()) {
           await sleep(wait, AbortSignal.any([context.signal, this.#stop]))

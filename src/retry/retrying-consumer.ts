@@ -55,7 +55,17 @@ export interface RetryingConsumerMetrics {
 }
 
 const DAY = 86_400_000
+
+/** Whether an error (or one inside it: the client nests the broker's errors) names `what`. */
+function mentions(error: unknown, what: string, depth = 0): boolean {
+  if (typeof error !== 'object' || error === null || depth > 4) return false
+  const { message, apiId, code, errors, cause } = error as Record<string, unknown>
+  if ([message, apiId, code].some(value => typeof value === 'string' && value.includes(what))) return true
+  const inner: unknown[] = Array.isArray(errors) ? (errors as unknown[]) : []
+  return [...inner, cause].some(child => mentions(child, what, depth + 1))
+}
 const UNEXPECTED = 'consumer: unexpected failure handling a record'
+const DEAD_LETTER_VERDICT = 'message failed: it goes to the dead-letter topic'
 
 export class RetryingConsumer<V = unknown> {
   readonly retry: Readonly<RetryConfig> & { readonly delaysMs: readonly number[] }
@@ -89,13 +99,23 @@ export class RetryingConsumer<V = unknown> {
     const delaysMs = config.tiers.map((delay, i) => delayMs(delay, `retry.tiers[${i}]`))
     this.retry = Object.freeze({ ...config, delaysMs: Object.freeze(delaysMs) })
     const user = logger ?? defaultLogger()
-    // stop() ends tier waits by aborting them; the runtime reports an aborted intercept as unexpected.
+    // Where a transient failure goes next, by the topic it failed on (origin, tier, release).
+    const nextTier = new Map<string, string>()
     this.#logger = {
       debug: (fields, message) => user.debug(fields, message),
       info: (fields, message) => user.info(fields, message),
       warn: (fields, message) => user.warn(fields, message),
-      error: (fields, message) =>
-        this.#stop.signal.aborted && message === UNEXPECTED ? user.debug(fields, message) : user.error(fields, message)
+      error: (fields, message) => {
+        // stop() ends tier waits by aborting them; the runtime reports an aborted intercept as unexpected.
+        if (this.#stop.signal.aborted && message === UNEXPECTED) return user.debug(fields, message)
+        // Handling announces every dead-letter verdict before the route takes a transient one to a tier.
+        const { topic, reason } = fields as { topic?: unknown; reason?: unknown }
+        const next = typeof topic === 'string' && reason === 'transient' ? nextTier.get(topic) : undefined
+        if (message === DEAD_LETTER_VERDICT && next !== undefined) {
+          return user.warn({ ...fields, retryTopic: next }, `message failed: it goes to retry topic ${next}`)
+        }
+        user.error(fields, message)
+      }
     }
     this.#handleSignals = handleSignals === true
     const producer: RetryProducer = {
@@ -116,6 +136,15 @@ export class RetryingConsumer<V = unknown> {
     this.flows = originConfig.topics.map(topic =>
       retryFlowTopics(topic, delaysMs, { retryTopic: config.topicTemplate, dlqTopic: originConfig.dlqTopic })
     )
+    for (const flow of this.flows) {
+      const first = flow.tiers[0]?.topic as string
+      nextTier.set(flow.origin, first)
+      nextTier.set(flow.release, first)
+      flow.tiers.forEach((tier, i) => {
+        const next = flow.tiers[i + 1]
+        if (next) nextTier.set(tier.topic, next.topic)
+      })
+    }
     this.#gate = config.perKeyOrdering
       ? new KeyOrderGate({
           client: toClientOptions(originConfig),
@@ -305,6 +334,19 @@ export class RetryingConsumer<V = unknown> {
    * parked-keys topic. With `ensureTopics` off, nothing is created and missing or misfit topics fail start().
    */
   async #provision(): Promise<void> {
+    // Workers (or groups) starting together race to create the same topics: the loser looks again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#provisionOnce()
+        return
+      } catch (error) {
+        if (attempt >= 3 || !mentions(error, 'TOPIC_ALREADY_EXISTS')) throw error
+        await new Promise(resolve => setTimeout(resolve, 200 * attempt))
+      }
+    }
+  }
+
+  async #provisionOnce(): Promise<void> {
     const config = this.origin.config
     const admin = new Admin(toClientOptions(config))
     try {

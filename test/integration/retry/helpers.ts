@@ -100,7 +100,8 @@ export async function liveParkedRecords(brokers: string[], parkedTopic: string):
   const latest = new Map<string, boolean>()
   for await (const record of readTopicSnapshot({ client: { bootstrapBrokers: brokers }, topic: parkedTopic })) {
     const key = record.key?.toString() ?? ''
-    if (key.startsWith('p|')) latest.set(key, record.value !== undefined && record.value !== null)
+    // `<group>|p|<key>|<offset>` entries (see src/retry/parked-keys.ts).
+    if (key.split('|')[1] === 'p') latest.set(key, record.value !== undefined && record.value !== null)
   }
   return [...latest.values()].filter(Boolean).length
 }

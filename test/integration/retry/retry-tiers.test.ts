@@ -166,3 +166,111 @@ test(`records failing k = 0..${TIERS.length + 1} times end once in the ledger or
     await consumer.stop()
   }
 })
+
+test('stop() does not wait for a tier delay; after a restart the waiting record is handled once, when due', async t => {
+  const { topic } = await createTestTopic({ bootstrapServers: brokers() })
+  t.after(() => deleteFlowTopics(brokers(), topic))
+  await produceIds(brokers(), topic, 1)
+  const groupId = uniqueName('retry-group')
+  const attempts: { at: number; topic: string; due: number | undefined }[] = []
+  let failedAt = 0
+  const make = () =>
+    new RetryingConsumer<{ id: number }>({
+      brokers: brokers(),
+      groupId,
+      topics: [topic],
+      startOffset: 'earliest',
+      maxRetries: 0,
+      logger: quiet,
+      retry: { tiers: [5000] },
+      handler: async message => {
+        await Promise.resolve()
+        attempts.push({
+          at: Date.now(),
+          topic: message.topic,
+          due: readRetryHeaders(message.headers)?.dueAt.getTime()
+        })
+        if (message.topic === topic) {
+          failedAt = Date.now()
+          throw new TransientError('downstream down')
+        }
+      }
+    })
+  const first = make()
+  await first.start()
+  await waitFor(() => (first.metrics().routed.toTier[1] ?? 0) === 1, 30_000, 'the record to go to tier 1')
+  await waitFor(() => first.tiers[0]?.metrics().inFlight === 1, 30_000, 'the tier to hold the record')
+  await first.stop()
+  const stoppedAt = Date.now()
+  assert.ok(
+    stoppedAt < failedAt + 5000,
+    `stop() ended ${stoppedAt - failedAt} ms after the failure, before the record was due`
+  )
+  assert.equal(attempts.length, 1, 'the record waits on tier 1, not handled yet')
+
+  const second = make()
+  await second.start()
+  try {
+    await waitFor(() => attempts.length === 2, 30_000, 'the retry after the restart')
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    const retry = attempts[1] as { at: number; topic: string; due: number | undefined }
+    assert.equal(retry.topic, `${topic}.retry.5s`)
+    assert.ok(
+      retry.at >= failedAt + 5000,
+      `handled ${retry.at - failedAt} ms after the failure, not before its 5000 ms`
+    )
+    assert.equal(attempts.length, 2, 'handled once from the tier')
+  } finally {
+    await second.stop()
+  }
+})
+
+test("two groups on one origin topic share its tier topics and never handle each other's retries", async t => {
+  const { topic } = await createTestTopic({ bootstrapServers: brokers(), partitions: 2 })
+  t.after(() => deleteFlowTopics(brokers(), topic))
+  await produceIds(brokers(), topic, 40)
+  const handled = { a: [] as string[], b: [] as string[] }
+  const make = (name: 'a' | 'b') =>
+    new RetryingConsumer<{ id: number }>({
+      brokers: brokers(),
+      groupId: uniqueName(`retry-group-${name}`),
+      topics: [topic],
+      startOffset: 'earliest',
+      maxRetries: 0,
+      logger: quiet,
+      retry: { tiers: [200] },
+      handler: async message => {
+        await Promise.resolve()
+        const { id } = message.value
+        handled[name].push(`${id}@${message.topic === topic ? 'origin' : 'tier'}`)
+        // Group a fails the even ids once, group b the odd ones.
+        if (message.topic === topic && id % 2 === (name === 'a' ? 0 : 1)) throw new TransientError('once')
+      }
+    })
+  const a = make('a')
+  const b = make('b')
+  await Promise.all([a.start(), b.start()])
+  try {
+    await waitFor(() => handled.a.length >= 60 && handled.b.length >= 60, 60_000, 'both groups to finish')
+    await new Promise(resolve => setTimeout(resolve, 1000))
+  } finally {
+    await Promise.all([a.stop(), b.stop()])
+  }
+  const tierIds = (list: string[]) =>
+    list
+      .filter(entry => entry.endsWith('@tier'))
+      .map(entry => Number(entry.split('@')[0]))
+      .sort((x, y) => x - y)
+  assert.deepEqual(
+    tierIds(handled.a),
+    Array.from({ length: 20 }, (_v, i) => i * 2),
+    'group a retried its own failures only'
+  )
+  assert.deepEqual(
+    tierIds(handled.b),
+    Array.from({ length: 20 }, (_v, i) => i * 2 + 1),
+    'group b retried its own failures only'
+  )
+  assert.equal(handled.a.length, 60)
+  assert.equal(handled.b.length, 60)
+})

@@ -7,17 +7,20 @@ import {
   encodeParkedValue,
   encodeResolution,
   encodeTrain,
-  keyIdOf,
-  parkedEntryKey,
-  parseEntryKey,
-  resolutionEntryKey,
-  trainEntryKey
+  entryKeys,
+  keyIdOf
 } from '../../../src/retry/parked-keys.ts'
+
+const keys = entryKeys('orders-workers')
+const trainEntryKey = keys.train
+const parkedEntryKey = keys.parked
+const resolutionEntryKey = keys.resolution
+const parseEntryKey = keys.parse
 
 const k = keyIdOf(Buffer.from('customer-7'))
 
 function withTrain(head: bigint, parked: bigint[] = []): ParkedKeys {
-  const state = new ParkedKeys()
+  const state = new ParkedKeys('orders-workers')
   state.apply(0, trainEntryKey(k), encodeTrain(head))
   for (const offset of parked) {
     state.apply(0, parkedEntryKey(k, offset), encodeParkedValue(Buffer.from(`v${offset}`)), [
@@ -33,7 +36,8 @@ test('entry keys and values round-trip; a null value is not a tombstone', () => 
   assert.deepEqual(parseEntryKey(parkedEntryKey(k, 12n)), { kind: 'p', keyId: k, offset: 12n })
   assert.deepEqual(parseEntryKey(resolutionEntryKey(k, 3n)), { kind: 'r', keyId: k, offset: 3n })
   assert.equal(parseEntryKey('x|y'), undefined)
-  assert.equal(parseEntryKey('p|y|abc'), undefined)
+  assert.equal(parseEntryKey(parkedEntryKey(k, 12n).replace(/\|12$/, '|abc')), undefined)
+  assert.equal(entryKeys('analytics').parse(trainEntryKey(k)), undefined, "another group's entry is not ours")
   assert.equal(decodeParkedValue(encodeParkedValue(null)), null)
   assert.deepEqual(decodeParkedValue(encodeParkedValue(Buffer.from('abc'))), Buffer.from('abc'))
   assert.deepEqual(decodeParkedValue(encodeParkedValue(Buffer.alloc(0))), Buffer.alloc(0))
@@ -42,7 +46,7 @@ test('entry keys and values round-trip; a null value is not a tombstone', () => 
 })
 
 test('decide: a free key is handled; behind a head, later records park, earlier and held ones are left alone', () => {
-  const free = new ParkedKeys()
+  const free = new ParkedKeys('orders-workers')
   assert.equal(free.decide(0, k, 5n), 'handle')
   const state = withTrain(10n, [12n])
   assert.equal(state.decide(0, k, 8n), 'held', 'settled before the head failed (a redelivery)')
@@ -86,11 +90,17 @@ test('step: nothing to do until the head resolves; then the first parked record 
   assert.deepEqual(state.counts(), { blockedKeys: 0, parkedRecords: 0 })
 })
 
+test("another group's entries on the same parked-keys topic are ignored", () => {
+  const state = new ParkedKeys('orders-workers')
+  assert.equal(state.apply(0, entryKeys('analytics').train(k), encodeTrain(10n)), undefined)
+  assert.equal(state.decide(0, k, 12n), 'handle')
+})
+
 test('step: resolutions of earlier heads (duplicates after a crash) are dropped; parked records without a train are released', () => {
   const state = withTrain(20n)
   state.apply(0, resolutionEntryKey(k, 10n), encodeResolution('done', new Date()))
   assert.deepEqual(state.step(0, k), { kind: 'gc', drop: [10n] })
-  const orphan = new ParkedKeys()
+  const orphan = new ParkedKeys('orders-workers')
   orphan.apply(0, parkedEntryKey(k, 5n), encodeParkedValue(null))
   const step = orphan.step(0, k)
   assert.ok(step.kind === 'release' && step.next.offset === 5n && step.next.value === null)
