@@ -127,6 +127,12 @@ export class RetryingConsumer<V = unknown> {
     // The origin's options, resolved as its runtime will: they name the group, topics and DLQ of the tiers.
     const { middleware: _m, valueSerde: _s, classify: _c, env, ...options } = rest
     const originConfig = consumerOptions.resolve(options, { env: env ?? process.env })
+    if (config.perKeyOrdering && batchHandler) {
+      throw new ConfigError(
+        'retry.perKeyOrdering holds records back one by one before their handler runs; use a per-message handler (a batch handler gets whole runs of a partition)',
+        { details: { key: 'retry.perKeyOrdering' } }
+      )
+    }
     if (config.perKeyOrdering && originConfig.concurrency.mode === 'unordered') {
       throw new ConfigError(
         "retry.perKeyOrdering keeps the records of a key in order, so concurrency.mode must be 'partition' or 'key' (got 'unordered')",

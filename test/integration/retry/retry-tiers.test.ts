@@ -274,3 +274,46 @@ test("two groups on one origin topic share its tier topics and never handle each
   assert.equal(handled.a.length, 60)
   assert.equal(handled.b.length, 60)
 })
+
+test('batch handlers: a failing record is split out of its batch and retried alone on the tiers', async t => {
+  const { topic } = await createTestTopic({ bootstrapServers: brokers() })
+  t.after(() => deleteFlowTopics(brokers(), topic))
+  await produceIds(brokers(), topic, 50)
+  const batches: { topic: string; ids: number[] }[] = []
+  const consumer = new RetryingConsumer<{ id: number }>({
+    brokers: brokers(),
+    groupId: uniqueName('retry-group'),
+    topics: [topic],
+    startOffset: 'earliest',
+    maxRetries: 0,
+    maxPollRecords: 20,
+    logger: quiet,
+    retry: { tiers: [200] },
+    batchHandler: async messages => {
+      await Promise.resolve()
+      const ids = messages.map(m => m.value.id)
+      batches.push({ topic: messages[0]?.topic ?? '', ids })
+      // Records 7 and 33 fail on the origin (in their batch, then alone) and succeed on the tier.
+      const bad = ids.find(id => id === 7 || id === 33)
+      if (bad !== undefined && messages[0]?.topic === topic) throw new TransientError(`record ${bad} not yet`)
+    }
+  })
+  await consumer.start()
+  try {
+    await waitFor(
+      () => batches.filter(b => b.topic === `${topic}.retry.200ms`).length === 2,
+      30_000,
+      'both records retried from the tier'
+    )
+    await new Promise(resolve => setTimeout(resolve, 500))
+  } finally {
+    await consumer.stop()
+  }
+  const fromTier = batches.filter(b => b.topic === `${topic}.retry.200ms`)
+  assert.deepEqual(
+    fromTier.map(b => b.ids),
+    [[7], [33]],
+    'each failing record retried alone from the tier'
+  )
+  assert.equal(consumer.metrics().routed.toTier[1], 2)
+})

@@ -74,6 +74,18 @@ test('RetryingConsumer: durations as text, one consumer per tier, checked at con
   assert.throws(
     () =>
       new RetryingConsumer({
+        brokers: base.brokers,
+        groupId: 'g',
+        topics: ['t'],
+        env: {},
+        batchHandler: async () => {},
+        retry: { perKeyOrdering: true }
+      }),
+    /per-message handler/
+  )
+  assert.throws(
+    () =>
+      new RetryingConsumer({
         ...base,
         failureRoute: { route: () => Promise.resolve('dead-letter' as const) }
       }),
