@@ -215,6 +215,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   #rebalancing = false
   #sinceCommit = 0
   #commitRunning: Promise<void> | undefined
+  readonly #commitsInFlight = new Set<Promise<boolean>>()
   #commitAgain = false
   #commitTimer: NodeJS.Timeout | undefined
   #lingerTimer: NodeJS.Timeout | undefined
@@ -880,7 +881,15 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     return this.#owned.has(state.id) && this.#partitions.get(state.id) === state
   }
 
-  async #commitOnce(states: Iterable<PartitionState> = this.#partitions.values()): Promise<boolean> {
+  /** One commit request for the settled offsets of `states`, tracked until its event was emitted. */
+  #commitOnce(states: Iterable<PartitionState> = this.#partitions.values()): Promise<boolean> {
+    const sending = this.#sendCommit(states)
+    this.#commitsInFlight.add(sending)
+    void sending.finally(() => this.#commitsInFlight.delete(sending))
+    return sending
+  }
+
+  async #sendCommit(states: Iterable<PartitionState>): Promise<boolean> {
     const client = this.#client
     if (!client) return true
     const entries: { state: PartitionState; offset: bigint; leaderEpoch: number }[] = []
@@ -986,13 +995,15 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       state.onIdle = undefined
       clearTimeout(timer)
       void this.#commitOnce([state])
-        // A commit already under way may carry this partition too: let it land before letting go.
-        .then(() => this.#commitRunning)
+        .then(() => {
+          // From here on no commit for this partition is sent until it is assigned again; the ones
+          // already sent (the revoke's first, the interval's) land before the partition is let go.
+          state.revokedIn = Number.NaN
+          if (this.#partitions.get(state.id) === state) this.#partitions.delete(state.id)
+          return Promise.allSettled(this.#commitsInFlight)
+        })
         .finally(() => {
           state.controller.abort(new PartitionRevokedError(`${state.topic}/${state.partition} was revoked`))
-          if (this.#partitions.get(state.id) === state) this.#partitions.delete(state.id)
-          // From here on no commit for this partition is sent until it is assigned again.
-          state.revokedIn = Number.NaN
           this.emit('revoked', [{ topic: state.topic, partition: state.partition }])
         })
     }
