@@ -253,6 +253,7 @@ type Run = ClientResult & { workload: Workload; round: number; uncommitted: numb
 const runs: Run[] = []
 const topics: Record<string, { topic: string; ends: number[] }> = {}
 const groups: string[] = []
+const failures: { round: number; workload: Workload; client: string; error: string }[] = []
 const startedAt = new Date()
 const loadBefore = loadavg()
 // What was measured: the commit, and whether the code the clients import had local changes.
@@ -284,10 +285,18 @@ try {
       for (const client of order) {
         const group = uniqueName(`bench-consumer-${client}`)
         groups.push(group)
-        const result =
-          client === 'java'
-            ? await javaClient(topic, ends, group)
-            : await nodeClient(client, topic, ends, group, delayMs, secondsOf(workload))
+        let result: ClientResult
+        try {
+          result =
+            client === 'java'
+              ? await javaClient(topic, ends, group)
+              : await nodeClient(client, topic, ends, group, delayMs, secondsOf(workload))
+        } catch (error) {
+          // One failed run (a crash, a broker hiccup) is recorded; the other runs still count.
+          failures.push({ round, workload, client, error: String(error) })
+          console.error(`round ${round} ${workload.padEnd(4)} ${client.padEnd(17)} FAILED: ${String(error)}`)
+          continue
+        }
         // Handled but not covered by the group's commits (0 for a client that commits what it handled).
         const left = Math.max(0, result.messages - (await committedRecords(group, topic, ends)))
         runs.push({ ...result, workload, round, uncommitted: left })
@@ -330,7 +339,7 @@ for (const workload of Object.keys(workloads) as Workload[]) {
       cpuUsPerMsg: median(mine.map(r => r.cpuUsPerMsg)),
       secondsWithJoin: median(mine.map(r => r.secondsWithJoin)),
       stopMs: median(mine.map(r => r.stopMs)),
-      peakRssMb: Math.max(...mine.map(r => r.peakRssMb)),
+      peakRssMb: mine.length > 0 ? Math.max(...mine.map(r => r.peakRssMb)) : Number.NaN,
       duplicates: mine.reduce((n, r) => n + r.duplicates, 0),
       uncommitted: mine.reduce((n, r) => n + r.uncommitted, 0),
       runs: mine.length
@@ -425,10 +434,15 @@ await writeFile(
       medians,
       ratios,
       perRound,
-      peakRssMb
+      peakRssMb,
+      failures
     },
     (_key, value: unknown) => (typeof value === 'number' && Number.isNaN(value) ? null : value),
     2
   )}\n`
 )
 console.log(`\nwrote ${file}`)
+if (failures.length > 0) {
+  console.error(`${failures.length} run(s) failed; their clients' medians leave them out`)
+  process.exitCode = 1
+}
