@@ -317,6 +317,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         autocommit: false,
         minBytes: this.config.minBytes,
         maxBytes: this.config.maxBytes,
+        maxBytesPerPartition: this.config.maxBytesPerPartition,
         maxWaitTime: this.config.maxWaitMs,
         highWaterMark: this.config.maxPollRecords,
         isolationLevel:

@@ -37,6 +37,7 @@ export const consumerOptions = defineOptions({
     minBytes: envBytes('KAFKA_CONSUMER_MIN_BYTES'),
     maxBytes: envBytes('KAFKA_CONSUMER_MAX_BYTES'),
     maxWaitMs: envDuration('KAFKA_CONSUMER_MAX_WAIT'),
+    maxBytesPerPartition: envBytes('KAFKA_CONSUMER_MAX_BYTES_PER_PARTITION'),
     commitIntervalMs: envDuration('KAFKA_CONSUMER_COMMIT_INTERVAL'),
     heartbeatIntervalMs: envDuration('KAFKA_CONSUMER_HEARTBEAT_INTERVAL'),
     sessionTimeoutMs: envDuration('KAFKA_CONSUMER_SESSION_TIMEOUT'),
@@ -84,6 +85,14 @@ export const consumerOptions = defineOptions({
       .min(1024)
       .default(10 * MiB)
       .describe('Fetch: most bytes per fetch response (seed 004 default 10MB).'),
+    maxBytesPerPartition: z
+      .number()
+      .int()
+      .min(1024)
+      .default(MiB)
+      .describe(
+        "Fetch: most bytes per partition in one fetch response (Java's max.partition.fetch.bytes). Keeps one partition from filling a whole response, so every assigned partition has records to work on."
+      ),
     maxWaitMs: z.number().int().min(0).default(500).describe('Fetch: longest the broker waits for minBytes.'),
     isolationLevel: z
       .enum(['read_committed', 'read_uncommitted'])
