@@ -82,6 +82,8 @@ interface TxState {
   client: ClientTx | undefined
   handle: ProducerTransaction<never> | undefined
   failures: { message: unknown; error: Error }[]
+  /** Whether a produce request was sent in it (else the broker has nothing to end: no EndTxn). */
+  sent: boolean
 }
 
 let capturedResolve: ((result: SendResult) => void) | undefined
@@ -301,7 +303,12 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
       // The broker-side produce timeout and, for transactions, the transaction timeout.
       timeout: resolved.requestTimeoutMs,
       autocreateTopics: resolved.autocreateTopics,
-      ...(resolved.transactionalId === undefined ? {} : { transactionalId: resolved.transactionalId })
+      // InitProducerId with id -1 / epoch -1 asks the coordinator for the transactional id's current
+      // producer and a bumped epoch (fencing older instances). The client's default (0 / 0) claims to
+      // be producer 0, which the broker answers with PRODUCER_FENCED once the id was used before.
+      ...(resolved.transactionalId === undefined
+        ? {}
+        : { transactionalId: resolved.transactionalId, producerId: -1n, producerEpoch: -1 })
     })
     const every = Math.min(resolved.sendTimeoutMs, resolved.maxBlockMs || resolved.sendTimeoutMs)
     this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.min(1000, Math.floor(every / 10))))
@@ -407,7 +414,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
   async beginTransaction(): Promise<ProducerTransaction<V>> {
     if (this.#closing) throw new ProducerClosedError('the producer is closed')
     if (this.#tx !== undefined) throw new TransactionStateError('a transaction is already open on this producer')
-    const state: TxState = { client: undefined, handle: undefined, failures: [] }
+    const state: TxState = { client: undefined, handle: undefined, failures: [], sent: false }
     this.#tx = state
     try {
       // Earlier non-transactional messages must be written before the client switches to the
@@ -931,7 +938,9 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     this.#inFlight.add(batch)
     if (batch.exclusive) this.#exclusiveInFlight = true
     const options = { messages, acks: this.config.acks }
-    const sent = batch.tx?.client !== undefined ? batch.tx.client.send(options) : this.#client.send(options)
+    const tx = batch.tx
+    if (tx !== undefined) tx.sent = true
+    const sent = tx?.client !== undefined ? tx.client.send(options) : this.#client.send(options)
     sent.then(
       result => this.#onSent(batch, live, result),
       (error: unknown) => this.#onFailed(batch, live, error)
@@ -1389,6 +1398,9 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     const client = state.client
     if (client === undefined) throw new TransactionStateError('the transaction has not begun')
     const abortClient = async () => {
+      // A transaction that sent nothing added no partition: Kafka refuses EndTxn for it
+      // (INVALID_TXN_STATE), and there is nothing to end on the broker; it ends here.
+      if (!state.sent) return client.cancel()
       try {
         await client.abort()
       } catch (error) {
@@ -1420,7 +1432,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
         )
       }
       try {
-        await client.commit()
+        await (state.sent ? client.commit() : client.cancel())
       } catch (error) {
         await abortClient().catch(noop)
         throw new TransactionError(`the transaction could not commit and was aborted: ${describe(error)}`, [], {

@@ -109,3 +109,54 @@ test('read_committed sees committed transactions and never aborted ones', { time
     'the aborted messages were written (read_uncommitted sees them), so their invisibility is the abort'
   )
 })
+
+test(
+  'a new producer with the same transactionalId takes over and fences the old one; empty transactions end cleanly',
+  { timeout: 120_000 },
+  async t => {
+    const brokers = bootstrapServers()
+    const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 1 })
+    t.after(drop)
+    const transactionalId = uniqueName('tx-restart')
+    const open = (): Producer<string> =>
+      new Producer<string>({
+        brokers,
+        topic,
+        env: {},
+        valueSerde: stringSerde,
+        profile: 'exactlyOnce',
+        transactionalId
+      })
+
+    // A first instance commits, then is closed: the restart of a service.
+    const first = open()
+    await first.transaction(async tx => {
+      await tx.send({ key: 'k', value: 'first' })
+    })
+    await first.close()
+
+    // Its successor (same transactionalId, a fresh process would be the same) commits too, while a
+    // third instance, the zombie's view, is left with an open transaction.
+    const second = open()
+    t.after(() => second.close())
+    await second.transaction(async tx => {
+      await tx.send({ key: 'k', value: 'second' })
+    })
+    // Transactions that sent nothing commit and abort cleanly (no EndTxn for the broker to refuse).
+    assert.equal(await second.transaction(() => 'empty'), 'empty')
+    await (await second.beginTransaction()).abort()
+    const zombieTx = await second.beginTransaction()
+    await zombieTx.send({ key: 'k', value: 'zombie' })
+
+    const third = open()
+    t.after(() => third.close())
+    await third.transaction(async tx => {
+      await tx.send({ key: 'k', value: 'third' })
+    })
+    // The older instance was fenced: its open transaction cannot commit.
+    await assert.rejects(zombieTx.commit(), (error: unknown) => isKafkitError(error))
+
+    const values = await javaReadCommitted(brokers, topic)
+    assert.deepEqual(values.sort(), ['first', 'second', 'third'])
+  }
+)
