@@ -86,6 +86,9 @@ export async function* readTopicSnapshot(options: TopicSnapshotOptions): AsyncGe
     maxWaitTime: 100,
     isolationLevel: FetchIsolationLevels.READ_COMMITTED
   })
+  // A failed background rejoin of the throwaway group is an 'error' event: unheard, it would crash the
+  // process. The snapshot reads assigned offsets by hand, so the stream's own errors are what count.
+  consumer.on('error', () => undefined)
   const remaining = new Map(ranges.map(r => [r.partition, r] as const))
   try {
     const stream = await consumer.consume({

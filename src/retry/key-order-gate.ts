@@ -107,6 +107,11 @@ export class KeyOrderGate {
       groupId: this.#readerGroup,
       maxWaitTime: 200
     })
+    // The client reports a failed background rejoin of its (throwaway) group as an 'error' event;
+    // unheard, that event would crash the worker. Reading goes on from the stream either way.
+    this.#reader.on('error', (error: Error) => {
+      if (!this.#stop.signal.aborted) this.#logger.warn({ err: error.message }, 'retry: parked-keys reader group error')
+    })
     const earliest = await this.#reader.listOffsets({ topics, timestamp: -2n })
     const offsets: { topic: string; partition: number; offset: bigint }[] = []
     for (const [topic, list] of earliest) {
