@@ -15,7 +15,7 @@ import pg from 'pg'
 import { PostgresSink } from '../../src/postgres/postgres-sink.ts'
 import { Sink } from '../../src/sink/sink.ts'
 import { createTestTopic, uniqueName } from '../../src/testing/index.ts'
-import { fillTopic, logColumns, mapLogRow, postgresLogsDdl, type PgLogRow } from './log-rows.ts'
+import { fillTopic, logColumns, logMapping, postgresLogsDdl, type LogEventJson } from './log-rows.ts'
 
 const rows = Number(process.env.ROWS ?? 100_000)
 const delivery = (process.env.DELIVERY ?? 'idempotent') as 'idempotent' | 'exactly-once'
@@ -34,7 +34,7 @@ try {
   await fillTopic(brokers, topic.topic, rows)
   const table = `${schema}.logs`
   await pool.query(postgresLogsDdl(table, { unique: delivery === 'idempotent' }))
-  const writer = new PostgresSink<PgLogRow>({
+  const writer = new PostgresSink<Record<string, unknown>>({
     database: pool,
     table,
     columns: logColumns,
@@ -42,15 +42,15 @@ try {
     offsetsTable: `${schema}.kafkit_offsets`,
     ...(delivery === 'idempotent' ? { key: ['log_id'] } : {})
   })
-  const sink = new Sink<PgLogRow, PgLogRow>({
+  const sink = new Sink<LogEventJson, Record<string, unknown>>({
     brokers,
     groupId: uniqueName('bench-hot'),
     topics: [topic.topic],
     batchSize,
-    lingerMs: 50,
+    lingerMs: Number(process.env.LINGER_MS ?? 50),
     ...(process.env.MAX_IN_FLIGHT ? { maxInFlight: Number(process.env.MAX_IN_FLIGHT) } : {}),
     writer,
-    map: mapLogRow,
+    map: logMapping(),
     logger: quiet
   })
   const profiler = process.env.PROFILE ? new Session() : undefined

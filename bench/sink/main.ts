@@ -11,7 +11,11 @@
  * in ROUNDS rounds, and every ratio is the median of its per-round ratios. Writes
  * bench/results/sink.json with `ratios` `idempotent/copy`, `exactlyOnce/copy` and `consumeOnly/copy`.
  *
- * Env: ROWS (default 100000), BATCH_SIZE (default 2000), MAX_IN_FLIGHT (default: the sink's), ROUNDS
+ * The sink maps each event to its row with MAP=row (default: the JSON event is the row, Postgres parses
+ * the ISO timestamp, like the COPY ceiling's) or MAP=date (the timestamp parsed into a Date in
+ * JavaScript first), see log-rows.ts.
+ *
+ * Env: ROWS (default 100000), BATCH_SIZE (default 2000), MAX_IN_FLIGHT (default: the sink's), MAP, ROUNDS
  * (default 5), KAFKA_BROKERS (else the local Kafka is started), DATABASE_URL (default
  * postgres://postgres@127.0.0.1:5432/test).
  */
@@ -23,7 +27,7 @@ import { PostgresSink } from '../../src/postgres/postgres-sink.ts'
 import { copyFromStdin } from '../../src/postgres/copy-from.ts'
 import { copyLine } from '../../src/postgres/sql-text.ts'
 import { createTestTopic, kafkaStatus, startKafka, stopKafka, uniqueName } from '../../src/testing/index.ts'
-import { fillTopic, logColumns, logRowAt, mapLogRow, postgresLogsDdl, type PgLogRow } from './log-rows.ts'
+import { fillTopic, logColumns, logRowAt, logMapping, postgresLogsDdl, type LogEventJson } from './log-rows.ts'
 
 const rows = Number(process.env.ROWS ?? 100_000)
 const batchSize = Number(process.env.BATCH_SIZE ?? 2000)
@@ -115,7 +119,7 @@ async function consumeOnlyRun(): Promise<Figure> {
 async function sinkRun(delivery: 'idempotent' | 'exactly-once'): Promise<Figure & { paths: Record<string, number> }> {
   const table = `${schema}.${delivery === 'idempotent' ? 'idempotent' : 'exactly_once'}_${tables++}`
   await pool.query(postgresLogsDdl(table, { unique: delivery === 'idempotent' }))
-  const writer = new PostgresSink<PgLogRow>({
+  const writer = new PostgresSink<Record<string, unknown>>({
     database: pool,
     table,
     columns: logColumns,
@@ -123,15 +127,15 @@ async function sinkRun(delivery: 'idempotent' | 'exactly-once'): Promise<Figure 
     offsetsTable: `${schema}.kafkit_offsets`,
     ...(delivery === 'idempotent' ? { key: ['log_id'] } : {})
   })
-  const sink = new Sink<PgLogRow, PgLogRow>({
+  const sink = new Sink<LogEventJson, Record<string, unknown>>({
     brokers: bootstrap,
     groupId: uniqueName('bench-sink'),
     topics: [topic.topic],
     batchSize,
-    lingerMs: 50,
+    lingerMs: Number(process.env.LINGER_MS ?? 50),
     ...(maxInFlight === undefined ? {} : { maxInFlight }),
     writer,
-    map: mapLogRow,
+    map: logMapping(),
     logger: quiet
   })
   const paths: Record<string, number> = {}
@@ -200,6 +204,7 @@ try {
     rows,
     batchSize,
     maxInFlight: maxInFlight ?? 'default',
+    mapping: process.env.MAP ?? 'row',
     rounds,
     rowsPerSecond: {
       copy: medianRate(run => median(run.copy.map(c => c.rowsPerSecond))),

@@ -78,6 +78,13 @@ const OFFSETS_MOVED = 'KF001'
 /** Batches merged through the staging table after a straight COPY met a stored row. */
 const MERGE_AFTER_CONFLICT = 16
 
+/** The rows of a batch (records that map to no row left out). */
+function rowsOf<Row>(records: readonly SinkRecord<Row>[]): Row[] {
+  const rows: Row[] = []
+  for (const record of records) if (record.row !== null) rows.push(record.row)
+  return rows
+}
+
 /** A string literal whatever `standard_conforming_strings` says (E'...': quotes and backslashes escaped). */
 function escapedLiteral(value: string): string {
   return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`
@@ -199,15 +206,14 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
   async write(records: readonly SinkRecord<Row>[], context: SinkWriteContext): Promise<SinkWriteResult> {
     if (this.#closed) throw new SinkWriteError(`${this.name} is closed`)
     if (records.length === 0) return { written: 0, skipped: 0, path: 'none' }
-    let rowCount = 0
-    for (const record of records) if (record.row !== null) rowCount++
+    const rows = rowsOf(records)
     // Without stored offsets a batch of records that map to no row stores nothing.
-    if (rowCount === 0 && !this.storesOffsets) return { written: 0, skipped: 0, path: 'none' }
+    if (rows.length === 0 && !this.storesOffsets) return { written: 0, skipped: 0, path: 'none' }
     if (this.storesOffsets) await this.ensureOffsetsTable(context.signal)
     try {
       return await this.#db.withSession(async session => {
-        if (this.#takesCopy(session, rowCount)) {
-          const done = await this.#copyScript(session, records, context)
+        if (this.#takesCopy(session, rows.length)) {
+          const done = await this.#copyScript(session, records, rows, context)
           if (done) return done
         }
         await session.query('BEGIN')
@@ -215,7 +221,6 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
         if (this.storesOffsets) {
           result = await this.#writeWithOffsets(session, records, context)
         } else {
-          const rows = records.flatMap(record => (record.row === null ? [] : [record.row]))
           result = await this.#insertRows(session, rows, context.signal)
         }
         await session.query('COMMIT')
@@ -299,6 +304,7 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
   async #copyScript(
     session: SqlSession,
     records: readonly SinkRecord<Row>[],
+    input: readonly Row[],
     context: SinkWriteContext
   ): Promise<SinkWriteResult | undefined> {
     const copyFrom = session.copyFrom
@@ -310,7 +316,6 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
       if (guard === undefined) return undefined
       statements.push(guard)
     }
-    const input = records.flatMap(record => (record.row === null ? [] : [record.row]))
     const rows = this.config.version === undefined ? input : this.#latestPerKey(input)
     const { columns, key } = this.config
     const direct = key === undefined || this.#mergeFor === 0
@@ -330,7 +335,7 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
       if (code === OFFSETS_MOVED) return undefined
       if (code === '23505' && direct && key !== undefined) {
         this.#mergeFor = MERGE_AFTER_CONFLICT
-        return this.#copyScript(session, records, context)
+        return this.#copyScript(session, records, input, context)
       }
       throw error
     }

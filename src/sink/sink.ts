@@ -101,6 +101,17 @@ function isPromiseLike<T>(value: unknown): value is PromiseLike<T> {
   return typeof (value as PromiseLike<T> | null)?.then === 'function'
 }
 
+/** A mapping failure as a bad record's error (Kafkit errors keep their code). */
+function mappingError(error: unknown): Error {
+  return isKafkitError(error)
+    ? error
+    : new SinkMappingError(`mapping failed: ${(error as Error).message}`, { cause: error })
+}
+
+function mappingErrorThrown(error: unknown): never {
+  throw mappingError(error)
+}
+
 export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitter<{
   batch: [SinkBatchReport]
   breaker: [{ from: string; to: string }]
@@ -266,7 +277,9 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
       }
       let row: Row | null
       try {
-        row = await this.#prepare(message)
+        // Only an asynchronous mapping is awaited (an await per record costs a microtask turn).
+        const prepared = this.#prepare(message)
+        row = (isPromiseLike(prepared) ? await Promise.resolve(prepared).catch(mappingErrorThrown) : prepared) ?? null
       } catch (error) {
         bad.push({ offset: message.offset, error: error as Error })
         if (this.config.errorsTolerance === 'none') {
@@ -322,7 +335,7 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
   }
 
   /** Decodes and maps one record; throws (a bad record) when either fails. */
-  #prepare(message: ConsumedMessage<Buffer>): Row | null | Promise<Row | null> {
+  #prepare(message: ConsumedMessage<Buffer>): Row | null | undefined | PromiseLike<Row | null | undefined> {
     const raw = message.raw.value
     let value: V
     try {
@@ -334,17 +347,10 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
     }
     const decoded = message as unknown as ConsumedMessage<V>
     decoded.value = value
-    const mapped = (row: Row | null | undefined): Row | null => row ?? null
-    const failed = (error: unknown): never => {
-      throw isKafkitError(error)
-        ? error
-        : new SinkMappingError(`mapping failed: ${(error as Error).message}`, { cause: error })
-    }
     try {
-      const row = this.#map(decoded)
-      return isPromiseLike<Row | null | undefined>(row) ? Promise.resolve(row).then(mapped, failed) : mapped(row)
+      return this.#map(decoded)
     } catch (error) {
-      return failed(error)
+      throw mappingError(error)
     }
   }
 
