@@ -9,8 +9,9 @@
  *   locked first; records below the stored offset were stored already (a redelivery, or a zombie
  *   worker that lost the partition) and are skipped. On assignment the runner resumes from
  *   `loadOffsets`. No unique key is needed.
- * - the bulk path: `COPY` into a temporary staging table, then one `INSERT ... SELECT ... ON CONFLICT`;
- *   taken from `copyMinRows` rows on (`bulk: 'auto'`), where bench/sink measured it faster.
+ * - the bulk path: the batch as one script in one round trip (an exactly-once offsets guard, then
+ *   `COPY` straight into the table; after a unique violation, through a staging table and
+ *   `INSERT ... SELECT ... ON CONFLICT`); taken from `copyMinRows` rows on (`bulk: 'auto'`).
  */
 import type { Pool } from 'pg'
 import type { SinkRecord, SinkWriteContext, SinkWriteResult, SinkWriter, StoredOffset } from '../sink/types.ts'
