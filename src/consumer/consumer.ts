@@ -125,6 +125,12 @@ interface PartitionState {
   revokedIn?: number | undefined
   /** Called when its last in-flight work ended. */
   onIdle?: (() => void) | undefined
+  /**
+   * Set while an earlier state of the same partition is still being let go (the partition was revoked
+   * and assigned back to this member before that state's in-flight work ended): nothing of this one is
+   * dispatched meanwhile, so a key's records never run in two states at once.
+   */
+  held?: boolean | undefined
   /** Handler calls running (for the max poll interval watchdog and to abort their signals). */
   readonly calls: Set<HandlerCall>
   /** The execution context of this partition's records (one object, reused). */
@@ -216,6 +222,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   #sinceCommit = 0
   #commitRunning: Promise<void> | undefined
   readonly #commitsInFlight = new Set<Promise<boolean>>()
+  /** Partitions being let go, by id: resolves once their 'revoked' event was emitted. */
+  readonly #releasing = new Map<string, Promise<void>>()
   #commitAgain = false
   #commitTimer: NodeJS.Timeout | undefined
   #lingerTimer: NodeJS.Timeout | undefined
@@ -622,6 +630,14 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     )
     this.#statesBySignal.set(state.controller.signal, state)
     this.#partitions.set(state.id, state)
+    const prior = this.#releasing.get(state.id)
+    if (prior !== undefined) {
+      state.held = true
+      void prior.then(() => {
+        state.held = false
+        this.#pump()
+      })
+    }
     return state
   }
 
@@ -662,7 +678,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       this.#pump()
       return
     }
-    if (state.revokedIn !== undefined || this.#inFlight >= this.config.concurrency.limit) return
+    if (state.revokedIn !== undefined || state.held || this.#inFlight >= this.config.concurrency.limit) return
     const record = state.queue.next()
     if (record) void this.#runOne(state, record)
   }
@@ -679,7 +695,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       progressed = false
       for (const state of this.#partitions.values()) {
         if (this.#inFlight >= limit) break
-        if (state.revokedIn !== undefined || !state.queue.eligible) continue
+        if (state.revokedIn !== undefined || state.held || !state.queue.eligible) continue
         if (this.#batch) {
           const due = state.queuedSince + linger - now
           if (linger > 0 && state.queue.size < this.config.maxPollRecords && due > 0) {
@@ -973,14 +989,17 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     }
     const added = [...owned].filter(id => !this.#owned.has(id))
     this.#owned = owned
-    if (added.length > 0) {
-      this.emit(
-        'assigned',
-        added.map(id => {
-          const [topic, partition] = id.split('\u0000') as [string, string]
-          return { topic, partition: Number(partition) }
-        })
-      )
+    const toPartition = (id: string) => {
+      const [topic, partition] = id.split('\u0000') as [string, string]
+      return { topic, partition: Number(partition) }
+    }
+    // A partition assigned back while its earlier state is still being let go: its 'assigned' follows
+    // that state's 'revoked', so listeners see revoke and assign in the order they happened.
+    const now = added.filter(id => !this.#releasing.has(id))
+    if (now.length > 0) this.emit('assigned', now.map(toPartition))
+    for (const id of added) {
+      const prior = this.#releasing.get(id)
+      if (prior !== undefined) void prior.then(() => this.emit('assigned', [toPartition(id)]))
     }
     for (const state of revoked) this.#revoke(state)
   }
@@ -988,10 +1007,23 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   /** Gives up a partition: drop its queue, let in-flight work finish (budget), commit if still allowed, abort the rest. */
   #revoke(state: PartitionState): void {
     state.revokedIn = this.#client?.generationId ?? -1
+    // An earlier state of the partition still being let go announces its 'revoked' first.
+    const prior = this.#releasing.get(state.id) ?? Promise.resolve()
+    const released = Promise.withResolvers<void>()
+    this.#releasing.set(state.id, released.promise)
     this.#buffered -= state.queue.clear()
     // Commit what settled at once: the client rejoins right after telling us, and a commit sent after
     // the next generation formed is refused (ILLEGAL_GENERATION). In-flight work gets another try below.
     if (state.tracker.pending()) void this.#commitOnce([state])
+    // Always reached (a state held behind this one waits for it), whatever the commits did.
+    const announce = () => {
+      try {
+        this.emit('revoked', [{ topic: state.topic, partition: state.partition }])
+      } finally {
+        if (this.#releasing.get(state.id) === released.promise) this.#releasing.delete(state.id)
+        released.resolve()
+      }
+    }
     const letGo = () => {
       state.onIdle = undefined
       clearTimeout(timer)
@@ -1005,8 +1037,9 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         })
         .finally(() => {
           state.controller.abort(new PartitionRevokedError(`${state.topic}/${state.partition} was revoked`))
-          this.emit('revoked', [{ topic: state.topic, partition: state.partition }])
+          return prior
         })
+        .then(announce, announce)
     }
     const timer = setTimeout(letGo, this.config.revokeDrainMs)
     if (state.queue.inFlight === 0) letGo()
