@@ -96,6 +96,11 @@ export interface FailureRoute<V = unknown> {
     message: ConsumedMessage<V>,
     context: { signal: AbortSignal; groupId: string }
   ): Promise<'handle' | 'rerouted'>
+  /**
+   * A record refused by a business rule (committed, neither retried nor dead-lettered): told before it
+   * is settled. When it rejects, the record stays uncommitted and is redelivered.
+   */
+  business?(message: ConsumedMessage<V>, context: { signal: AbortSignal; groupId: string }): Promise<void>
 }
 
 export interface ConsumerEvents {
@@ -799,8 +804,26 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     this.#metrics.recordAttempts(outcome)
     switch (outcome.kind) {
       case 'done':
+        this.#settle(state, message.offset, 'done')
+        return true
       case 'business':
-        this.#settle(state, message.offset, outcome.kind)
+        if (this.#route?.business) {
+          try {
+            await this.#route.business(message, { signal: state.controller.signal, groupId: this.config.groupId })
+          } catch (error) {
+            this.#logger.warn(
+              {
+                topic: message.topic,
+                partition: message.partition,
+                offset: String(message.offset),
+                err: String(error)
+              },
+              'consumer: reporting a business refusal failed; the record stays uncommitted and will be redelivered'
+            )
+            return false
+          }
+        }
+        this.#settle(state, message.offset, 'business')
         return true
       case 'dead-letter':
         if (this.#route) {

@@ -36,7 +36,7 @@ export const retryOptions = defineOptions({
       .min(0)
       .default(0)
       .describe(
-        "In-place retries at each tier before the record moves on to the next tier (the tier's delay is the backoff; the origin keeps the consumer's maxRetries)."
+        "In-place retries at each tier before the record moves on to the next tier (waiting the consumer's retryBackoff between them, like the origin's; the origin keeps the consumer's maxRetries)."
       )
   })
 })

@@ -166,7 +166,9 @@ export class RetryRouter {
         await this.#deadLetter(message, flow, origin, outcome, info, context.signal)
         if (keyOrder) await this.#gate?.resolve(origin, message.raw.key as Buffer, 'dead-letter', context.signal)
         return 'rerouted'
-      }
+      },
+      // A BusinessError on a tier is committed like a success: without this the key stayed blocked.
+      business: (message, context) => this.#resolveHead(message, context.signal)
     }
   }
 
@@ -181,18 +183,26 @@ export class RetryRouter {
         await user(message, context)
         succeeded.add(message)
       }
-      const gate = this.#gate
-      if (!gate || message.raw.key === null) return
-      const info = readRetryHeaders(message.headers)
-      if (!info?.keyOrder) return
-      await gate.resolve(
-        { topic: info.originTopic, partition: info.originPartition, offset: info.originOffset },
-        message.raw.key,
-        'done',
-        context.signal
-      )
-      this.counts.resolved++
+      await this.#resolveHead(message, context.signal)
     }
+  }
+
+  /**
+   * Per-key ordering: a retried record (the head of its key) ended for good without a dead letter
+   * (handled, or refused by a business rule): the key's parked records may go.
+   */
+  async #resolveHead(message: ConsumedMessage<unknown>, signal: AbortSignal): Promise<void> {
+    const gate = this.#gate
+    if (!gate || message.raw.key === null) return
+    const info = readRetryHeaders(message.headers)
+    if (!info?.keyOrder) return
+    await gate.resolve(
+      { topic: info.originTopic, partition: info.originPartition, offset: info.originOffset },
+      message.raw.key,
+      'done',
+      signal
+    )
+    this.counts.resolved++
   }
 
   async #toTier(
