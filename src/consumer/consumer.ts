@@ -43,6 +43,7 @@ import { HandlerTimeoutError } from '../handling/errors.ts'
 import type { BatchHandler, ConsumedMessage, HandlerContext, MessageHandler, Middleware } from '../handling/types.ts'
 import { jsonSerde, type Serde } from '../message/serde.ts'
 import { ensureTopics } from '../topology/topic-plan.ts'
+import { consumeStream } from './consume-stream.ts'
 import { decodeRecord, type RawRecord } from './decode.ts'
 import { ConsumerStateError, PartitionRevokedError, ConsumerStoppedError } from './errors.ts'
 import { ConsumerMetricsRecorder, type ConsumerMetrics, type PartitionLag } from './metrics.ts'
@@ -320,24 +321,29 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       this.#client.on('consumer:group:join', () => this.#onJoin())
       this.#client.on('consumer:heartbeat:end', () => this.#reconcile())
       this.#producer = new ClientProducer<Buffer, Buffer, Buffer, Buffer>({ ...client, acks: -1, idempotent: true })
-      this.#stream = await this.#client.consume({
-        topics: [...this.config.topics],
-        mode: MessagesStreamModes.COMMITTED,
-        fallbackMode:
-          this.config.startOffset === 'earliest'
-            ? MessagesStreamFallbackModes.EARLIEST
-            : MessagesStreamFallbackModes.LATEST,
-        autocommit: false,
-        minBytes: this.config.minBytes,
-        maxBytes: this.config.maxBytes,
-        maxBytesPerPartition: this.config.maxBytesPerPartition,
-        maxWaitTime: this.config.maxWaitMs,
-        highWaterMark: this.config.maxPollRecords,
-        isolationLevel:
-          this.config.isolationLevel === 'read_committed'
-            ? FetchIsolationLevels.READ_COMMITTED
-            : FetchIsolationLevels.READ_UNCOMMITTED
-      })
+      this.#stream = await consumeStream(
+        this.#client,
+        {
+          topics: [...this.config.topics],
+          mode: MessagesStreamModes.COMMITTED,
+          fallbackMode:
+            this.config.startOffset === 'earliest'
+              ? MessagesStreamFallbackModes.EARLIEST
+              : MessagesStreamFallbackModes.LATEST,
+          autocommit: false,
+          minBytes: this.config.minBytes,
+          maxBytes: this.config.maxBytes,
+          maxBytesPerPartition: this.config.maxBytesPerPartition,
+          maxWaitTime: this.config.maxWaitMs,
+          highWaterMark: this.config.maxPollRecords,
+          isolationLevel:
+            this.config.isolationLevel === 'read_committed'
+              ? FetchIsolationLevels.READ_COMMITTED
+              : FetchIsolationLevels.READ_UNCOMMITTED
+        },
+        // #fail ignores an error after stop() (the client closed under a pending join).
+        (error: Error) => this.#fail(error)
+      )
     } catch (error) {
       await this.#closeClients()
       // stop() during start closed the client under the pending join: that is a stop, not a failure.
@@ -353,7 +359,6 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       return
     }
     this.#stream.on('data', (record: RawRecord) => this.#accept(record))
-    this.#stream.on('error', (error: Error) => this.#fail(error))
     if (this.config.commitStrategy === 'interval') {
       this.#commitTimer = setInterval(() => void this.commit(), this.config.commitIntervalMs)
       this.#commitTimer.unref()

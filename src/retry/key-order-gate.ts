@@ -16,6 +16,7 @@
  * run one at a time. Writes come before the settle they justify (tier record, then the train; release
  * record, then the state), so a crash leaves at worst a duplicate, never a lost or stuck record.
  */
+import { consumeStream } from '../consumer/consume-stream.ts'
 import {
   Consumer as ClientConsumer,
   MessagesStreamModes,
@@ -120,18 +121,25 @@ export class KeyOrderGate {
         offsets.push({ topic, partition, offset })
       })
     }
-    this.#stream = await this.#reader.consume({
-      topics,
-      mode: MessagesStreamModes.MANUAL,
-      offsets,
-      autocommit: false
-    })
+    // Heard from the moment the stream exists (see consumeStream): after stop() its deferred set-up
+    // fails on the closed reader, which is no news then.
+    const stream = await consumeStream(
+      this.#reader,
+      { topics, mode: MessagesStreamModes.MANUAL, offsets, autocommit: false },
+      (error: Error) => {
+        if (this.#stop.signal.aborted) return
+        this.#failure = error
+        this.#logger.error({ err: error.message }, 'retry: the parked-keys reader failed; per-key ordering stops')
+        this.#stop.abort(error)
+      }
+    )
+    // stop() while starting closed the reader before this stream existed: close it too, quietly.
+    if (this.#stop.signal.aborted) {
+      await stream.close().catch(() => undefined)
+      return
+    }
+    this.#stream = stream
     this.#stream.on('data', (record: RawRecord) => this.#apply(record))
-    this.#stream.on('error', (error: Error) => {
-      this.#failure = error
-      this.#logger.error({ err: error.message }, 'retry: the parked-keys reader failed; per-key ordering stops')
-      this.#stop.abort(error)
-    })
   }
 
   async stop(): Promise<void> {

@@ -259,8 +259,12 @@ export class RetryingConsumer<V = unknown> {
       process.once('SIGTERM', this.#signalHandler)
       process.once('SIGINT', this.#signalHandler)
     }
+    // stop() (a signal, SIGTERM) may come at any step of starting: that is a stop, not a failure, and
+    // nothing is started after it (a consumer stopped before it started refuses start()).
+    const stopped = () => this.#stopping !== undefined
     try {
       await this.#provision()
+      if (stopped()) return
       this.#producer = new ClientProducer<Buffer, Buffer, Buffer, Buffer>({
         ...toClientOptions(this.origin.config),
         clientId: 'kafkit-retry',
@@ -268,12 +272,18 @@ export class RetryingConsumer<V = unknown> {
         idempotent: true
       })
       await this.#gate?.start()
+      if (stopped()) return
       await Promise.all(this.consumers.map(consumer => consumer.start()))
     } catch (error) {
+      if (stopped()) {
+        await this.#stopping
+        return
+      }
       this.#failure = error instanceof Error ? error : new Error(String(error))
       await this.stop()
       throw error
     }
+    if (stopped()) return
     for (const consumer of this.consumers) {
       consumer.done().catch((error: unknown) => {
         this.#failure ??= error instanceof Error ? error : new Error(String(error))

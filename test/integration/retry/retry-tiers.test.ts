@@ -317,3 +317,36 @@ test('batch handlers: a failing record is split out of its batch and retried alo
   )
   assert.equal(consumer.metrics().routed.toTier[1], 2)
 })
+
+test('stop() at any step of start(): start() and done() resolve, nothing is left running', async t => {
+  const { topic } = await createTestTopic({ bootstrapServers: brokers() })
+  t.after(() => deleteFlowTopics(brokers(), topic))
+  const failures: string[] = []
+  // From at once to well into starting: provisioning, the parked-keys reader, the group joins.
+  for (const delayMs of [0, 20, 100, 300, 800, 1500]) {
+    const consumer = new RetryingConsumer<{ id: number }>({
+      brokers: brokers(),
+      groupId: uniqueName('retry-group'),
+      topics: [topic],
+      maxRetries: 0,
+      logger: quiet,
+      retry: { tiers: [300], perKeyOrdering: true },
+      handler: async () => {}
+    })
+    const started = consumer.start().then(
+      () => undefined,
+      (error: unknown) => failures.push(`stop after ${delayMs} ms: start() rejected: ${String(error)}`)
+    )
+    await new Promise(resolve => setTimeout(resolve, delayMs))
+    await consumer.stop()
+    await started
+    await consumer
+      .done()
+      .catch((error: unknown) => failures.push(`stop after ${delayMs} ms: done() rejected: ${String(error)}`))
+    for (const runtime of consumer.consumers) {
+      if (runtime.health !== 'stopped')
+        failures.push(`stop after ${delayMs} ms: ${runtime.config.groupId} is ${runtime.health}`)
+    }
+  }
+  assert.deepEqual(failures, [])
+})
