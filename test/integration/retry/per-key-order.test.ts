@@ -10,20 +10,16 @@
  *   follows the produce order.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
 import { test, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
 import { PermanentError, TransientError } from '../../../src/handling/errors.ts'
 import { RetryingConsumer } from '../../../src/retry/retrying-consumer.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
 import { deadLettered, failurePlan } from './failure-plan.ts'
+import { retryWorkerPool, type RetryWorker } from './worker-pool.ts'
 import {
   deleteFlowTopics,
   firstSuccessOrder,
@@ -37,7 +33,6 @@ import {
 const brokers = () => bootstrapServers()
 const TIERS = [200, 400]
 const KEYS = 12
-const workerFile = fileURLToPath(new URL('./retry-worker.ts', import.meta.url))
 
 const dlqIdsOf = (records: { value?: Buffer | null }[]) =>
   records.map(record => (JSON.parse(String(record.value)) as { id: number }).id)
@@ -120,30 +115,14 @@ test('per-key ordering survives SIGKILLs: a new worker releases what the killed 
   const { topic } = await createTestTopic({ bootstrapServers: brokers(), partitions: 3 })
   t.after(() => deleteFlowTopics(brokers(), topic))
   const count = 600
-  const ledger = join(tmpdir(), `${uniqueName('retry-ledger')}.txt`)
-  writeFileSync(ledger, '')
-  const env = {
-    ...process.env,
+  const { ledger, start } = retryWorkerPool(t, {
     KAFKA_BROKERS: brokers().join(','),
     TOPIC: topic,
     GROUP: uniqueName('retry-kill-group'),
-    LEDGER: ledger,
     TIERS: '400,800',
     PER_KEY: '1',
     INSTANCE: 'worker-1'
-  }
-  const alive = new Set<ReturnType<typeof spawn>>()
-  t.after(() => {
-    for (const child of alive) child.kill('SIGKILL')
   })
-  const start = () => {
-    const child = spawn(process.execPath, ['--conditions=development', workerFile], {
-      env,
-      stdio: ['ignore', 'ignore', 'inherit']
-    })
-    alive.add(child)
-    return { child, exited: once(child, 'exit') }
-  }
   const kills = 4
   const parkedAtKill: number[] = []
   for (let i = 0; i < kills; i++) {
@@ -156,7 +135,6 @@ test('per-key ordering survives SIGKILLs: a new worker releases what the killed 
     await sleep(300 + Math.random() * 700)
     worker.child.kill('SIGKILL')
     await worker.exited
-    alive.delete(worker.child)
     parkedAtKill.push(await liveParkedRecords(brokers(), `${topic}.retry.parked`))
   }
   const last = start()
@@ -173,7 +151,6 @@ test('per-key ordering survives SIGKILLs: a new worker releases what the killed 
   const dlq = await readTopic(brokers(), `${topic}.dlq`, dead.length, { timeoutMs: 60_000, quietMs: 2000 })
   last.child.kill('SIGTERM')
   await last.exited
-  alive.delete(last.child)
 
   const events = readLedger(readFileSync(ledger, 'utf8'))
   const succeeded = new Set(events.successes.map(s => s.id))
@@ -199,5 +176,70 @@ test('per-key ordering survives SIGKILLs: a new worker releases what the killed 
   const duplicates = events.successes.length - succeeded.size
   t.diagnostic(
     `${kills} SIGKILLs; records parked at each kill: ${parkedAtKill.join(', ')}; ${duplicates} duplicate successes; ${dlq.length} DLQ records for ${dead.length} ids`
+  )
+})
+
+test('per-key ordering across workers: two workers of one group, one leaving and a new one joining each wave', async t => {
+  const { topic } = await createTestTopic({ bootstrapServers: brokers(), partitions: 4 })
+  t.after(() => deleteFlowTopics(brokers(), topic))
+  const count = 600
+  const { ledger, start } = retryWorkerPool(t, {
+    KAFKA_BROKERS: brokers().join(','),
+    TOPIC: topic,
+    GROUP: uniqueName('retry-churn-group'),
+    TIERS: '300,600',
+    PER_KEY: '1',
+    ASSIGNOR: 'cooperative-sticky'
+  })
+  const workers = [start(), start()]
+  const badExits: string[] = []
+  const waves = 4
+  for (let i = 0; i < waves; i++) {
+    await produceIds(brokers(), topic, count / waves, { keys: KEYS, from: (i * count) / waves })
+    await sleep(1500 + Math.random() * 1000)
+    // One worker leaves (gracefully or not) while records are parked and waiting on the tiers.
+    const leaving = workers[i % 2] as RetryWorker
+    const graceful = i % 2 === 0
+    leaving.child.kill(graceful ? 'SIGTERM' : 'SIGKILL')
+    const [code, signal] = await leaving.exited
+    // A worker still loading its modules has no SIGTERM handler yet and dies of the signal: that is a kill,
+    // not a crash. A worker that handled it must exit 0 (exit 1 was an uncaught stop-while-starting).
+    if (graceful && code !== 0 && signal !== 'SIGTERM') badExits.push(`wave ${i}: exit code ${code} after SIGTERM`)
+    workers[i % 2] = start()
+  }
+  const ids = Array.from({ length: count }, (_v, id) => id)
+  const dead = ids.filter(id => deadLettered(id, 2))
+  const unfinished = () => {
+    const done = new Set(readLedger(readFileSync(ledger, 'utf8')).successes.map(s => s.id))
+    return ids.filter(id => !done.has(id) && !dead.includes(id))
+  }
+  await waitFor(() => unfinished().length === 0, 240_000, 'every record to succeed').catch((error: unknown) => {
+    throw new Error(`${(error as Error).message}; not succeeded yet: ${unfinished().join(', ')}`)
+  })
+  const dlq = await readTopic(brokers(), `${topic}.dlq`, dead.length, { timeoutMs: 60_000, quietMs: 2000 })
+  for (const worker of workers) worker.child.kill('SIGTERM')
+  for (const worker of workers) {
+    const [code] = await worker.exited
+    if (code !== 0) badExits.push(`final stop: exit code ${code} after SIGTERM`)
+  }
+
+  assert.deepEqual(badExits, [], 'every worker stopped by SIGTERM exits cleanly')
+  const events = readLedger(readFileSync(ledger, 'utf8'))
+  const succeeded = new Set(events.successes.map(s => s.id))
+  const dlqIds = new Set(dlqIdsOf(dlq))
+  assert.deepEqual(
+    ids.filter(id => !succeeded.has(id) && !dlqIds.has(id)),
+    [],
+    'no record lost'
+  )
+  assert.deepEqual(
+    [...dlqIds].filter(id => !dead.includes(id)),
+    [],
+    'only the records planned to fail for good are in the DLQ'
+  )
+  const { outOfOrder } = firstSuccessOrder(events.successes)
+  assert.deepEqual(outOfOrder, [], 'per key, records first succeeded in produce order')
+  t.diagnostic(
+    `${waves} workers left (SIGTERM/SIGKILL alternating) and were replaced; ${events.successes.length - succeeded.size} duplicate successes`
   )
 })

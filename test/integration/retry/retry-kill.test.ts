@@ -10,52 +10,31 @@
  * Sizes: KAFKIT_RETRY_KILL_RECORDS (default 1000), KAFKIT_RETRY_KILLS (default 5).
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
 import { deadLettered } from './failure-plan.ts'
 import { deleteFlowTopics, produceIds, readLedger, waitFor } from './helpers.ts'
+import { retryWorkerPool } from './worker-pool.ts'
 
 const records = Number(process.env.KAFKIT_RETRY_KILL_RECORDS ?? 1000)
 const kills = Number(process.env.KAFKIT_RETRY_KILLS ?? 5)
 const TIERS = [300, 600, 900]
-const workerFile = fileURLToPath(new URL('./retry-worker.ts', import.meta.url))
 
 test(`SIGKILL the retrying worker ${kills} times while ${records} records go through ${TIERS.length} tiers: nothing lost, no retry early`, async t => {
   const brokers = bootstrapServers()
   const { topic } = await createTestTopic({ bootstrapServers: brokers, partitions: 3 })
   t.after(() => deleteFlowTopics(brokers, topic))
-  const ledger = join(tmpdir(), `${uniqueName('retry-ledger')}.txt`)
-  writeFileSync(ledger, '')
-  const env = {
-    ...process.env,
+  const { ledger, start } = retryWorkerPool(t, {
     KAFKA_BROKERS: brokers.join(','),
     TOPIC: topic,
     GROUP: uniqueName('retry-kill-group'),
-    LEDGER: ledger,
     TIERS: TIERS.join(','),
     INSTANCE: 'worker-1'
-  }
-  const alive = new Set<ReturnType<typeof spawn>>()
-  t.after(() => {
-    for (const child of alive) child.kill('SIGKILL')
   })
-  const start = () => {
-    const child = spawn(process.execPath, ['--conditions=development', workerFile], {
-      env,
-      stdio: ['ignore', 'ignore', 'inherit']
-    })
-    alive.add(child)
-    return { child, exited: once(child, 'exit') }
-  }
   const ledgerNow = () => readLedger(readFileSync(ledger, 'utf8'))
   const waves = kills + 1
   const perWave = Math.ceil(records / waves)
@@ -73,7 +52,6 @@ test(`SIGKILL the retrying worker ${kills} times while ${records} records go thr
     await sleep(400 + Math.random() * 800)
     worker.child.kill('SIGKILL')
     await worker.exited
-    alive.delete(worker.child)
     const events = ledgerNow()
     const failedLast = new Map<number, number>()
     for (const f of events.failures) failedLast.set(f.id, f.at)
@@ -96,7 +74,6 @@ test(`SIGKILL the retrying worker ${kills} times while ${records} records go thr
   const dlq = await readTopic(brokers, `${topic}.dlq`, dead.length, { timeoutMs: 60_000, quietMs: 3000 })
   last.child.kill('SIGTERM')
   await last.exited
-  alive.delete(last.child)
 
   const events = ledgerNow()
   const succeeded = new Set(events.successes.map(s => s.id))

@@ -7,11 +7,11 @@
  *   F <id> <ms>                              the attempt failed
  *   S <id> <key> <ms>                        the record succeeded
  *
- * Failures are counted from the ledger (F lines), so the plan holds across restarts. SIGTERM stops it
+ * Failures are counted from the ledger (F lines), so the plan holds across restarts and workers. SIGTERM stops it
  * gracefully; SIGKILL is the crash.
  *
  * Env: KAFKA_BROKERS, TOPIC, GROUP, LEDGER, TIERS (ms, comma-separated), PER_KEY (1 for per-key
- * ordering), INSTANCE (static membership id).
+ * ordering), INSTANCE (static membership id), ASSIGNOR (roundrobin|cooperative-sticky), REVOKE_DRAIN_MS.
  */
 import { appendFileSync, existsSync, readFileSync } from 'node:fs'
 import { PermanentError, TransientError } from '../../../src/handling/errors.ts'
@@ -22,12 +22,16 @@ import { failurePlan } from './failure-plan.ts'
 const env = process.env
 const ledger = env.LEDGER as string
 const tiers = (env.TIERS ?? '300,600').split(',').map(Number)
-const failures = new Map<number, number>()
-if (existsSync(ledger)) {
-  for (const line of readFileSync(ledger, 'utf8').split('\n')) {
-    const [kind, id] = line.split(' ')
-    if (kind === 'F') failures.set(Number(id), (failures.get(Number(id)) ?? 0) + 1)
-  }
+/**
+ * Failures so far of record `id`, counted from the ledger's F lines when the attempt starts: read afresh
+ * each time, because several workers of one group may share the ledger (the churn test).
+ */
+const failuresOf = (id: number): number => {
+  if (!existsSync(ledger)) return 0
+  let failed = 0
+  const mark = `F ${id} `
+  for (const line of readFileSync(ledger, 'utf8').split('\n')) if (line.startsWith(mark)) failed++
+  return failed
 }
 const write = (line: string) => appendFileSync(ledger, `${line}\n`)
 
@@ -39,6 +43,8 @@ const consumer = new RetryingConsumer<{ id: number; key: string }>({
   maxRetries: 0,
   concurrency: { mode: 'key', limit: 8 },
   ...(env.INSTANCE ? { groupInstanceId: env.INSTANCE } : {}),
+  assignor: env.ASSIGNOR === 'cooperative-sticky' ? 'cooperative-sticky' : 'roundrobin',
+  revokeDrainMs: Number(env.REVOKE_DRAIN_MS ?? 2000),
   commitIntervalMs: 200,
   sessionTimeoutMs: 6000,
   heartbeatIntervalMs: 500,
@@ -60,9 +66,8 @@ const consumer = new RetryingConsumer<{ id: number; key: string }>({
     const last = readRetryHeaders(message.headers)?.lastFailureAt?.getTime()
     write(`A ${id} ${Date.now()} ${message.topic} ${last ?? '-'}`)
     const plan = failurePlan(id, tiers.length)
-    const failed = failures.get(id) ?? 0
+    const failed = failuresOf(id)
     if (plan === 'permanent' || failed < plan) {
-      failures.set(id, failed + 1)
       write(`F ${id} ${Date.now()}`)
       if (plan === 'permanent') throw new PermanentError(`record ${id} is bad`)
       throw new TransientError(`record ${id} failure ${failed + 1}`)
