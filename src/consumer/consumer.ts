@@ -140,7 +140,7 @@ interface PartitionState {
   /** Handler calls running (for the max poll interval watchdog and to abort their signals). */
   readonly calls: Set<HandlerCall>
   /** The execution context of this partition's records (one object, reused). */
-  readonly context: { signal: AbortSignal; groupId: string }
+  readonly context: { signal: AbortSignal; groupId: string; attempt: 1 }
 }
 
 /**
@@ -628,7 +628,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       highest: -1n,
       queuedSince: 0,
       calls: new Set(),
-      context: { signal: controller.signal, groupId: this.config.groupId }
+      // attempt: 1 lets the executor hand this object to first attempts without copying it.
+      context: { signal: controller.signal, groupId: this.config.groupId, attempt: 1 }
     }
     // Revoke and stop abort the partition's controller; the running calls' own signals follow.
     state.controller.signal.addEventListener(
@@ -754,7 +755,11 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         error === undefined
           ? await this.#executor.execute(message, context)
           : this.#executor.rejectUndeserializable(message, error, context)
-      await this.#apply(state, message, outcome)
+      // The common verdict is settled here, without #apply's async frame.
+      if (outcome.kind === 'done') {
+        this.#metrics.recordAttempts(outcome)
+        this.#settle(state, record.offset, 'done')
+      } else await this.#apply(state, message, outcome)
     } catch (error) {
       // Only a bug gets here (the executor never rejects); the record stays unsettled and is redelivered.
       this.#logger.error(

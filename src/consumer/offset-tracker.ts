@@ -15,49 +15,52 @@ export class OffsetTracker {
   #settled: boolean[] = []
   /** Index in #offsets of the first record not settled. */
   #head = 0
-  /** The offset to commit (next to read), or undefined while nothing is settled yet. */
-  #committable: bigint | undefined
+  /** Parallel to #offsets: the record's leader epoch (-1: unknown). */
+  #epochs: number[] = []
+  /** The last record of the settled prefix (the commit position is the offset after it). */
+  #lastSettled: bigint | undefined
   #committed: bigint | undefined
   /** The leader epoch of the last settled record of the prefix, sent with the commit. */
   #leaderEpoch = -1
-  readonly #epochs = new Map<bigint, number>()
 
   /** Registers a received record; offsets must increase. */
   track(offset: bigint, leaderEpoch = -1): void {
-    const last = this.#offsets.at(-1)
+    const last = this.#offsets[this.#offsets.length - 1]
     if (last !== undefined && offset <= last) {
       throw new RangeError(`offset ${offset} received after ${last}: offsets of a partition must increase`)
     }
     this.#offsets.push(offset)
     this.#settled.push(false)
-    if (leaderEpoch >= 0) this.#epochs.set(offset, leaderEpoch)
+    this.#epochs.push(leaderEpoch)
   }
 
   /** Marks a tracked record as processed (done, business-refused or dead-lettered and acknowledged). */
   settle(offset: bigint): void {
-    const index = this.#indexOf(offset)
+    // In partition order the record settled is the head: no search.
+    const index = this.#offsets[this.#head] === offset ? this.#head : this.#indexOf(offset)
     if (index < 0) return
     this.#settled[index] = true
     while (this.#head < this.#offsets.length && this.#settled[this.#head] === true) {
-      const settled = this.#offsets[this.#head] as bigint
-      this.#committable = settled + 1n
-      this.#leaderEpoch = this.#epochs.get(settled) ?? this.#leaderEpoch
-      this.#epochs.delete(settled)
+      this.#lastSettled = this.#offsets[this.#head]
+      const epoch = this.#epochs[this.#head] as number
+      if (epoch >= 0) this.#leaderEpoch = epoch
       this.#head++
     }
     // Drop the settled prefix now and then, so memory follows the records in flight, not the history.
     if (this.#head > 1024 && this.#head * 2 > this.#offsets.length) {
       this.#offsets = this.#offsets.slice(this.#head)
       this.#settled = this.#settled.slice(this.#head)
+      this.#epochs = this.#epochs.slice(this.#head)
       this.#head = 0
     }
   }
 
   /** The offset to commit now, if it moved past the last commit; else undefined. */
   pending(): { offset: bigint; leaderEpoch: number } | undefined {
-    if (this.#committable === undefined) return undefined
-    if (this.#committed !== undefined && this.#committable <= this.#committed) return undefined
-    return { offset: this.#committable, leaderEpoch: this.#leaderEpoch }
+    if (this.#lastSettled === undefined) return undefined
+    const committable = this.#lastSettled + 1n
+    if (this.#committed !== undefined && committable <= this.#committed) return undefined
+    return { offset: committable, leaderEpoch: this.#leaderEpoch }
   }
 
   /** Records that a commit of `offset` was acknowledged. */
@@ -72,7 +75,7 @@ export class OffsetTracker {
 
   /** Next offset to commit (settled prefix), if any record settled. */
   get position(): bigint | undefined {
-    return this.#committable
+    return this.#lastSettled === undefined ? undefined : this.#lastSettled + 1n
   }
 
   /** Records tracked and not settled (in flight, queued or failed without a verdict). */

@@ -66,7 +66,11 @@ export type BatchOutcome =
   | { readonly kind: 'split'; readonly failure: FailureRecord; readonly outcomes: readonly HandlingOutcome[] }
 
 /** What the executor passes on to the handler; the executor numbers the attempts itself. */
-export type ExecutionContext = Omit<HandlerContext, 'attempt'>
+/**
+ * What the caller knows of a message's handling; the executor adds `attempt`. A context that already
+ * says `attempt: 1` is handed to the first attempt as it is (no copy per message).
+ */
+export type ExecutionContext = Omit<HandlerContext, 'attempt'> & { attempt?: number }
 
 export interface HandlerExecutorInit<V = unknown> extends HandlerExecutorOptions {
   /** The per-message handler (an EventRouter's `handler()` fits). */
@@ -143,10 +147,26 @@ export class HandlerExecutor<V = unknown> {
   }
 
   /** Runs one message to a verdict. Never rejects (a handler failure is an outcome, not an exception). */
-  async execute(message: ConsumedMessage<V>, context: ExecutionContext): Promise<HandlingOutcome> {
+  execute(message: ConsumedMessage<V>, context: ExecutionContext): Promise<HandlingOutcome> {
     const handler = this.#handler
-    if (!handler) throw new ConfigError('handler executor: execute() needs `handler`')
-    return this.#attempts(message, 1, context, attempt => handler(message, { ...context, attempt }))
+    if (!handler) return Promise.reject(new ConfigError('handler executor: execute() needs `handler`'))
+    const run = (attempt: number) =>
+      handler(message, attempt === context.attempt ? (context as HandlerContext) : { ...context, attempt })
+    if (this.#breaker || context.signal.aborted) return this.#attempts(message, 1, context, run)
+    // Most first attempts succeed, and without a breaker to ask they need none of the retry loop's
+    // machinery (an async frame and its awaits per message, measurable with a no-op handler); a failed
+    // first attempt goes on in the loop, as if it had run there.
+    let first: Promise<void>
+    try {
+      first = Promise.resolve(run(1))
+    } catch (error) {
+      // A handler that throws before returning a promise (not an async function).
+      return this.#attempts(message, 1, context, run, false, { error })
+    }
+    return first.then(
+      () => this.#report(message, 1, context, DONE_FIRST_TRY),
+      (error: unknown) => this.#attempts(message, 1, context, run, false, { error })
+    )
   }
 
   /** Runs consecutive messages of one partition through the batch handler. Never rejects either. */
@@ -211,7 +231,9 @@ export class HandlerExecutor<V = unknown> {
     context: ExecutionContext,
     run: (attempt: number) => Promise<void>,
     /** A failed batch about to be split: its messages report their own outcomes. */
-    splitting = false
+    splitting = false,
+    /** The first attempt already ran (execute's fast path) and failed with this. */
+    firstFailure?: { error: unknown }
   ): Promise<HandlingOutcome> {
     const { signal } = context
     const breaker = this.#breaker
@@ -232,7 +254,8 @@ export class HandlerExecutor<V = unknown> {
           }
         }
       }
-      if (signal.aborted) {
+      let failure = attempt === 1 ? firstFailure : undefined
+      if (signal.aborted && failure === undefined) {
         if (permit) breaker?.recordNeutral(permit)
         return this.#report(message, count, context, {
           kind: 'aborted',
@@ -240,9 +263,15 @@ export class HandlerExecutor<V = unknown> {
           attempts: attempt - 1
         })
       }
-      try {
-        await run(attempt)
-      } catch (error) {
+      if (failure === undefined) {
+        try {
+          await run(attempt)
+        } catch (error) {
+          failure = { error }
+        }
+      }
+      if (failure !== undefined) {
+        const { error } = failure
         const failedAt = new Date(this.#now())
         firstFailureAt ??= failedAt
         if (signal.aborted) {
