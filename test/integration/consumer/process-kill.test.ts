@@ -207,6 +207,14 @@ test(`three workers join and leave ${churn} times (SIGTERM and SIGKILL) while re
   t.after(() => {
     for (const worker of workers) worker.child.kill('SIGKILL')
   })
+  // Each worker is let into the group (assigned partitions) before the churn goes on, so that joiners
+  // take partitions from live owners (revokes), not only the partitions of the one that just left.
+  const assignedTo = (worker: Worker) => readFileSync(events, 'utf8').includes(`A ${worker.run} `)
+  const joined = async (list: Worker[]) => {
+    const deadline = Date.now() + 30_000
+    while (!list.every(assignedTo) && Date.now() < deadline) await sleep(100)
+  }
+  await joined(workers)
   let produced = 0
   const perRound = Math.ceil(records / churn)
   for (let i = 0; i < churn; i++) {
@@ -217,6 +225,7 @@ test(`three workers join and leave ${churn} times (SIGTERM and SIGKILL) while re
     leaving.child.kill(i % 2 === 0 ? 'SIGTERM' : 'SIGKILL')
     await leaving.exited
     workers[index] = startWorker(env)
+    await joined([workers[index]])
   }
   await waitForLedger(ledger, produced, 180_000)
   // Records handled by a worker that died before committing are handled again by the new owner; the
