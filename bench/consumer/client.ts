@@ -39,7 +39,13 @@ import { bytesSerde } from '../../src/message/serde.ts'
 const { Kafka, logLevel } = kafkajsModule
 
 /** Fetch settings shared by raw and Kafkit (Kafkit's defaults), so `kafkit/raw` is Kafkit's own cost. */
-export const FETCH = { minBytes: 1, maxBytes: 10 * 1024 * 1024, maxWaitTime: 500, highWaterMark: 500 }
+export const FETCH = {
+  minBytes: 1,
+  maxBytes: 10 * 1024 * 1024,
+  maxBytesPerPartition: 1024 * 1024,
+  maxWaitTime: 500,
+  highWaterMark: 500
+}
 export const COMMIT_INTERVAL_MS = 1000
 export const VALUE_BYTES = 1024
 
