@@ -65,10 +65,9 @@ export type BatchOutcome =
   /** The batch failed as a whole; `outcomes[i]` is the outcome of `messages[i]` run alone. */
   | { readonly kind: 'split'; readonly failure: FailureRecord; readonly outcomes: readonly HandlingOutcome[] }
 
-/** What the executor passes on to the handler; the executor numbers the attempts itself. */
 /**
- * What the caller knows of a message's handling; the executor adds `attempt`. A context that already
- * says `attempt: 1` is handed to the first attempt as it is (no copy per message).
+ * What the executor passes on to the handler; the executor numbers the attempts itself. A context that
+ * already says `attempt: 1` is handed to the first attempt as it is (no copy per message).
  */
 export type ExecutionContext = Omit<HandlerContext, 'attempt'> & { attempt?: number }
 
