@@ -628,8 +628,9 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       highest: -1n,
       queuedSince: 0,
       calls: new Set(),
-      // attempt: 1 lets the executor hand this object to first attempts without copying it.
-      context: { signal: controller.signal, groupId: this.config.groupId, attempt: 1 }
+      // attempt: 1 lets the executor hand this object to first attempts without copying it; frozen, as
+      // middleware of every record of the partition sees the same object.
+      context: Object.freeze({ signal: controller.signal, groupId: this.config.groupId, attempt: 1 as const })
     }
     // Revoke and stop abort the partition's controller; the running calls' own signals follow.
     state.controller.signal.addEventListener(
