@@ -212,11 +212,17 @@ export class RetryingConsumer<V = unknown> {
       handler: router.tierHandler(userHandler),
       failureRoute: router.tierRoute<V>()
     })
+    // A tier's group is named by its delay; tiers sharing a delay (a template with `{tier}`) also by
+    // their number, so that each has a group of its own.
+    const tierGroup = (delayMs: number, i: number) =>
+      delaysMs.indexOf(delayMs) === delaysMs.lastIndexOf(delayMs)
+        ? `${originConfig.groupId}.retry.${formatDelay(delayMs)}`
+        : `${originConfig.groupId}.retry.${formatDelay(delayMs)}.${i + 1}`
     this.tiers = delaysMs.map(
       (delayMs, i) =>
         new Consumer<V>(
           tierInit(
-            `${originConfig.groupId}.retry.${formatDelay(delayMs)}`,
+            tierGroup(delayMs, i),
             this.flows.map(flow => (flow.tiers[i] as { topic: string }).topic)
           )
         )

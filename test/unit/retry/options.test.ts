@@ -55,6 +55,19 @@ test('RetryingConsumer: durations as text, one consumer per tier, checked at con
     ]
   )
   assert.equal(consumer.release, undefined, 'no release consumer without per-key ordering')
+  const twice = new RetryingConsumer({
+    ...base,
+    retry: { tiers: [1000, 1000, 5000], topicTemplate: '{topic}.retry.{tier}' }
+  })
+  assert.deepEqual(
+    twice.tiers.map(t => [t.config.groupId, t.config.topics[0]]),
+    [
+      ['g.retry.1s.1', 'shop.order.created.retry.1'],
+      ['g.retry.1s.2', 'shop.order.created.retry.2'],
+      ['g.retry.5s', 'shop.order.created.retry.3']
+    ],
+    'tiers sharing a delay get a group each'
+  )
   const keyed = new RetryingConsumer({ ...base, retry: { tiers: [1000], perKeyOrdering: true } })
   assert.equal(keyed.release?.config.groupId, 'g.retry.release')
   assert.throws(
