@@ -43,7 +43,7 @@ import { HandlerTimeoutError } from '../handling/errors.ts'
 import type { BatchHandler, ConsumedMessage, HandlerContext, MessageHandler, Middleware } from '../handling/types.ts'
 import { jsonSerde, type Serde } from '../message/serde.ts'
 import { ensureTopics } from '../topology/topic-plan.ts'
-import { consumeStream } from './consume-stream.ts'
+import { closeGroupClient, consumeStream } from './consume-stream.ts'
 import { decodeRecord, type RawRecord } from './decode.ts'
 import { ConsumerStateError, PartitionRevokedError, ConsumerStoppedError } from './errors.ts'
 import { ConsumerMetricsRecorder, type ConsumerMetrics, type PartitionLag } from './metrics.ts'
@@ -1148,7 +1148,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
 
   async #closeClients(): Promise<void> {
     await this.#stream?.close().catch(() => undefined)
-    await this.#client?.close(true).catch(() => undefined)
+    if (this.#client) await closeGroupClient(this.#client)
     await this.#producer?.close().catch(() => undefined)
   }
 }

@@ -16,7 +16,7 @@
  * run one at a time. Writes come before the settle they justify (tier record, then the train; release
  * record, then the state), so a crash leaves at worst a duplicate, never a lost or stuck record.
  */
-import { consumeStream } from '../consumer/consume-stream.ts'
+import { closeGroupClient, consumeStream } from '../consumer/consume-stream.ts'
 import {
   Consumer as ClientConsumer,
   MessagesStreamModes,
@@ -146,7 +146,7 @@ export class KeyOrderGate {
     this.#stop.abort(new Error('per-key ordering stopped'))
     await Promise.allSettled([...this.#chains.values()])
     await this.#stream?.close().catch(() => undefined)
-    await this.#reader?.close(true).catch(() => undefined)
+    if (this.#reader) await closeGroupClient(this.#reader)
   }
 
   /** The reader's group: a throwaway to delete after stop. */
