@@ -39,8 +39,7 @@ import {
   type HandlingOutcome
 } from '../handling/handler-executor.ts'
 import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
-import { HandlerTimeoutError } from '../handling/errors.ts'
-import type { BatchHandler, ConsumedMessage, HandlerContext, MessageHandler, Middleware } from '../handling/types.ts'
+import type { BatchHandler, ConsumedMessage, MessageHandler, Middleware } from '../handling/types.ts'
 import { jsonSerde, type Serde } from '../message/serde.ts'
 import { ensureTopics } from '../topology/topic-plan.ts'
 import { closeGroupClient, consumeStream } from './consume-stream.ts'
@@ -50,6 +49,7 @@ import { ConsumerMetricsRecorder, type ConsumerMetrics, type PartitionLag } from
 import { OffsetTracker } from './offset-tracker.ts'
 import { consumerOptions, type ConsumerConfig, type ConsumerOptions } from './options.ts'
 import { PartitionQueue } from './partition-queue.ts'
+import { CallWatchdog } from './watchdog.ts'
 
 /** Replayed dead-letter records meant for one group only carry this header (see `kafkit dlq replay`). */
 export const REPLAY_GROUP_HEADER = 'kafkit-replay-group'
@@ -137,51 +137,8 @@ interface PartitionState {
    * dispatched meanwhile, so a key's records never run in two states at once.
    */
   held?: boolean | undefined
-  /** Handler calls running (for the max poll interval watchdog and to abort their signals). */
-  readonly calls: Set<HandlerCall>
   /** The execution context of this partition's records (one object, reused). */
   readonly context: { signal: AbortSignal; groupId: string; attempt: 1 }
-}
-
-/**
- * One running handler call and the context its handler gets: its start, its own signal (made only when
- * the handler asks for it, so handlers that never look at it cost nothing), its rejection.
- */
-class HandlerCall implements HandlerContext {
-  readonly started = performance.now()
-  readonly message: { topic: string; partition: number; offset: bigint }
-  readonly groupId: string
-  readonly attempt: number
-  controller: AbortController | undefined
-  readonly reject: (error: unknown) => void
-  readonly #parent: AbortSignal
-  /** The parent is not a partition's signal, so nothing aborts this call's signal with it: listen. */
-  readonly #listen: boolean
-
-  constructor(
-    message: { topic: string; partition: number; offset: bigint },
-    context: HandlerContext,
-    listen: boolean,
-    reject: (error: unknown) => void
-  ) {
-    this.message = message
-    this.groupId = context.groupId
-    this.attempt = context.attempt
-    this.#parent = context.signal
-    this.#listen = listen
-    this.reject = reject
-  }
-
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      const controller = new AbortController()
-      this.controller = controller
-      const parent = this.#parent
-      if (parent.aborted) controller.abort(parent.reason)
-      else if (this.#listen) parent.addEventListener('abort', () => controller.abort(parent.reason), { once: true })
-    }
-    return this.controller.signal
-  }
 }
 
 /** The client's error with the broker's error names inside it (ResponseError holds ProtocolErrors). */
@@ -238,8 +195,9 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   #done: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void }
   readonly #signalHandler = () => void this.stop()
   #drainWaiters: (() => void)[] = []
-  readonly #statesBySignal = new WeakMap<AbortSignal, PartitionState>()
-  #watchdogTimer: NodeJS.Timeout | undefined
+  /** The partitions' own signals: a call made with one of them needs no listener of its own. */
+  readonly #partitionSignals = new WeakSet<AbortSignal>()
+  readonly #calls: CallWatchdog
 
   constructor(init: ConsumerInit<V>) {
     super()
@@ -266,6 +224,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     this.#serde = valueSerde ?? jsonSerde<V>()
     this.#batch = batchHandler !== undefined
     this.#route = failureRoute
+    this.#calls = new CallWatchdog(this.config.maxPollIntervalMs)
     this.breaker = this.config.breaker ? new ConsumerCircuitBreaker(this.config.breaker) : undefined
     this.breaker?.on('state', change => this.#onBreaker(change.from, change.to))
     const perMessage = isHandlerSource<V>(handler) ? handler.handler() : handler
@@ -358,6 +317,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       await this.#closeClients()
       return
     }
+    this.#calls.start()
     this.#stream.on('data', (record: RawRecord) => this.#accept(record))
     if (this.config.commitStrategy === 'interval') {
       this.#commitTimer = setInterval(() => void this.commit(), this.config.commitIntervalMs)
@@ -464,56 +424,27 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   }
 
   /**
-   * Seed 003's max poll interval as a guard around every handler call, innermost. One timer checks the
-   * running calls (instead of a timer and a combined signal per call, which cost more than a no-op
-   * handler); a call over the limit fails with HandlerTimeoutError (transient) and its signal aborts.
+   * Seed 003's max poll interval as a guard around every handler call, innermost (src/consumer/watchdog.ts).
    * The call's signal is made on first use and aborts with the partition's (revoke, stop).
    */
   #watchdog(): Middleware<V> {
+    const calls = this.#calls
     return next => (message, context) =>
       new Promise<void>((resolve, reject) => {
-        const state = this.#statesBySignal.get(context.signal)
-        const call = new HandlerCall(message, context, state === undefined, reject)
-        state?.calls.add(call)
-        this.#armWatchdog()
+        const call = calls.begin(message, context, !this.#partitionSignals.has(context.signal), reject)
         next(message, call).then(
           () => {
-            state?.calls.delete(call)
+            calls.end(call)
             resolve()
           },
           (error: unknown) => {
-            state?.calls.delete(call)
+            calls.end(call)
             // Passed on as thrown: the classifier looks at whatever the handler threw, Error or not.
             // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
             reject(error)
           }
         )
       })
-  }
-
-  #armWatchdog(): void {
-    if (this.#watchdogTimer) return
-    const limit = this.config.maxPollIntervalMs
-    this.#watchdogTimer = setInterval(
-      () => {
-        const now = performance.now()
-        for (const state of this.#partitions.values()) {
-          for (const call of state.calls) {
-            if (now - call.started < limit) continue
-            const { topic, partition, offset } = call.message
-            const error = new HandlerTimeoutError(
-              `handler for ${topic}/${partition}@${offset} did not finish within maxPollIntervalMs (${limit} ms)`,
-              { details: { timeoutMs: limit } }
-            )
-            state.calls.delete(call)
-            call.controller?.abort(error)
-            call.reject(error)
-          }
-        }
-      },
-      Math.min(Math.max(limit / 10, 50), 5000)
-    )
-    this.#watchdogTimer.unref()
   }
 
   // ---- set-up --------------------------------------------------------------------------------------
@@ -627,7 +558,6 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       controller,
       highest: -1n,
       queuedSince: 0,
-      calls: new Set(),
       // attempt: 1 lets the executor hand this object to first attempts without copying it; frozen, as
       // middleware of every record of the partition sees the same object.
       context: Object.freeze({ signal: controller.signal, groupId: this.config.groupId, attempt: 1 as const })
@@ -635,12 +565,10 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     // Revoke and stop abort the partition's controller; the running calls' own signals follow.
     state.controller.signal.addEventListener(
       'abort',
-      () => {
-        for (const call of state.calls) call.controller?.abort(state.controller.signal.reason)
-      },
+      () => this.#calls.abortCalls(state.controller.signal, state.controller.signal.reason),
       { once: true }
     )
-    this.#statesBySignal.set(state.controller.signal, state)
+    this.#partitionSignals.add(state.controller.signal)
     this.#partitions.set(state.id, state)
     const prior = this.#releasing.get(state.id)
     if (prior !== undefined) {
@@ -1117,7 +1045,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       process.off('SIGINT', this.#signalHandler)
     }
     clearInterval(this.#commitTimer)
-    clearInterval(this.#watchdogTimer)
+    this.#calls.stop()
     clearTimeout(this.#lingerTimer)
     this.#stream?.pause()
     for (const state of this.#partitions.values()) this.#buffered -= state.queue.clear()
