@@ -653,7 +653,16 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       }
     }
     // Work left behind by the concurrency limit: the next call to end must look at every partition.
-    this.#starved = this.#inFlight >= limit && [...this.#partitions.values()].some(s => s.queue.eligible)
+    let starved = false
+    if (this.#inFlight >= limit) {
+      for (const state of this.#partitions.values()) {
+        if (state.queue.eligible) {
+          starved = true
+          break
+        }
+      }
+    }
+    this.#starved = starved
     if (Number.isFinite(wakeIn) && !this.#lingerTimer) {
       this.#lingerTimer = setTimeout(() => {
         this.#lingerTimer = undefined

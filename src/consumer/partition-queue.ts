@@ -17,10 +17,23 @@ export interface Queued {
   readonly key: Buffer | null | undefined
 }
 
-const NO_KEY = '\u0000kafkit:no-key'
+/** The lane of records without a key (a hash is never negative). */
+const NO_KEY = -1
 
-function laneOf(item: Queued): string {
-  return item.key === null || item.key === undefined ? NO_KEY : item.key.toString('latin1')
+/**
+ * A record's lane in key mode: a 32-bit FNV-1a hash of its key bytes (the length and at most the first
+ * and last 32 bytes), so no string is made per record. Two keys that share a hash share a lane: their
+ * records run one after the other, which keeps every key's order and only costs those two keys their
+ * parallelism.
+ */
+export function laneOf(key: Buffer | null | undefined): number {
+  if (key === null || key === undefined) return NO_KEY
+  const length = key.length
+  let hash = (0x811c9dc5 ^ length) >>> 0
+  const head = Math.min(length, 32)
+  for (let i = 0; i < head; i++) hash = Math.imul(hash ^ (key[i] as number), 0x01000193)
+  for (let i = Math.max(head, length - 32); i < length; i++) hash = Math.imul(hash ^ (key[i] as number), 0x01000193)
+  return hash >>> 0
 }
 
 export class PartitionQueue<T extends Queued> {
@@ -29,9 +42,9 @@ export class PartitionQueue<T extends Queued> {
   #fifo: T[] = []
   #fifoHead = 0
   /** key mode: one FIFO per key, and the keys whose lane is idle with work waiting, oldest first. */
-  readonly #lanes = new Map<string, T[]>()
-  readonly #busyLanes = new Set<string>()
-  #ready: string[] = []
+  readonly #lanes = new Map<number, T[]>()
+  readonly #busyLanes = new Set<number>()
+  #ready: number[] = []
   #readyHead = 0
   #size = 0
   #inFlight = 0
@@ -56,7 +69,7 @@ export class PartitionQueue<T extends Queued> {
       this.#fifo.push(item)
       return
     }
-    const lane = laneOf(item)
+    const lane = laneOf(item.key)
     const waiting = this.#lanes.get(lane)
     if (waiting) {
       waiting.push(item)
@@ -82,7 +95,7 @@ export class PartitionQueue<T extends Queued> {
       this.#inFlight++
       return item
     }
-    const lane = this.#ready[this.#readyHead++] as string
+    const lane = this.#ready[this.#readyHead++] as number
     if (this.#readyHead > 1024 && this.#readyHead * 2 > this.#ready.length) {
       this.#ready = this.#ready.slice(this.#readyHead)
       this.#readyHead = 0
@@ -112,7 +125,7 @@ export class PartitionQueue<T extends Queued> {
   release(item: T): void {
     this.#inFlight--
     if (this.mode !== 'key') return
-    const lane = laneOf(item)
+    const lane = laneOf(item.key)
     this.#busyLanes.delete(lane)
     if (this.#lanes.has(lane)) this.#ready.push(lane)
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { PartitionQueue } from '../../../src/consumer/partition-queue.ts'
+import { laneOf, PartitionQueue } from '../../../src/consumer/partition-queue.ts'
 
 const item = (offset: number, key: string | null) => ({
   offset: BigInt(offset),
@@ -53,4 +53,35 @@ test('unordered mode: anything at any time; clear drops what waits', () => {
   assert.equal(queue.inFlight, 2)
   assert.equal(queue.clear(), 2)
   assert.equal(queue.eligible, false)
+})
+
+test('key lanes: equal keys share a lane, keyless records have their own, distinct keys rarely collide', () => {
+  assert.equal(laneOf(Buffer.from('order-42')), laneOf(Buffer.from('order-42')))
+  assert.equal(laneOf(null), laneOf(undefined))
+  assert.ok(laneOf(null) < 0 && laneOf(Buffer.alloc(0)) >= 0, 'an empty key is a key, not the keyless lane')
+  const lanes = new Set<number>()
+  for (let i = 0; i < 10_000; i++) lanes.add(laneOf(Buffer.from(`key-${i}`)))
+  assert.ok(lanes.size >= 9_990, `${lanes.size} lanes for 10,000 keys`)
+  // Long keys: the length and the first and last 32 bytes decide.
+  const long = (middle: string) => Buffer.from(`${'a'.repeat(40)}${middle}${'z'.repeat(40)}`)
+  assert.notEqual(laneOf(long('x')), laneOf(long('xy')))
+})
+
+test('key mode: two keys in one lane (a hash collision) still run each in order, one after the other', () => {
+  // Keys long enough that only their middles differ, beyond what the lane hash reads: one lane.
+  const a = `${'p'.repeat(40)}-a-${'q'.repeat(40)}`
+  const b = `${'p'.repeat(40)}-b-${'q'.repeat(40)}`
+  assert.equal(laneOf(Buffer.from(a)), laneOf(Buffer.from(b)))
+  const queue = new PartitionQueue<ReturnType<typeof item>>('key')
+  queue.push(item(0, a))
+  queue.push(item(1, b))
+  queue.push(item(2, a))
+  const first = queue.next()
+  assert.equal(first?.offset, 0n)
+  assert.equal(queue.next(), undefined, 'the shared lane is busy')
+  queue.release(first)
+  const second = queue.next()
+  assert.equal(second?.offset, 1n)
+  queue.release(second)
+  assert.equal(queue.next()?.offset, 2n)
 })

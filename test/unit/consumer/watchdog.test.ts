@@ -26,7 +26,7 @@ test('a call over the limit fails with KAFKIT_HANDLER_TIMEOUT and its signal abo
   const { call, outcome } = watched(watchdog, 1)
   const signal = call.signal
   await new Promise(resolve => setTimeout(resolve, 100))
-  assert.equal(outcome.error, undefined, 'not yet at the limit')
+  assert.equal(outcome.afterMs, undefined, 'not yet at the limit')
   // Due between the limit and the limit plus two ticks (tick 50 ms for 120 ms).
   await new Promise(resolve => setTimeout(resolve, 250))
   assert.equal(outcome.error?.code, 'KAFKIT_HANDLER_TIMEOUT')
