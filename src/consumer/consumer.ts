@@ -432,7 +432,16 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     return next => (message, context) =>
       new Promise<void>((resolve, reject) => {
         const call = calls.begin(message, context, !this.#partitionSignals.has(context.signal), reject)
-        next(message, call).then(
+        let running: Promise<void>
+        try {
+          running = next(message, call)
+        } catch (error) {
+          // A handler that throws before returning a promise: the call is over (and the executor's
+          // rejection handling sees the throw), so it leaves the watchdog's list now.
+          calls.end(call)
+          throw error
+        }
+        running.then(
           () => {
             calls.end(call)
             resolve()
