@@ -21,7 +21,7 @@ export interface Queued {
 const NO_KEY = -1
 
 /**
- * A record's lane in key mode: a 32-bit FNV-1a hash of its key bytes (the length and at most the first
+ * A record's lane in key mode: a 32-bit FNV-1a hash of its key bytes, top 31 bits (the length and at most the first
  * and last 32 bytes), so no string is made per record. Two keys that share a hash share a lane: their
  * records run one after the other, which keeps every key's order and only costs those two keys their
  * parallelism.
@@ -33,7 +33,8 @@ export function laneOf(key: Buffer | null | undefined): number {
   const head = Math.min(length, 32)
   for (let i = 0; i < head; i++) hash = Math.imul(hash ^ (key[i] as number), 0x01000193)
   for (let i = Math.max(head, length - 32); i < length; i++) hash = Math.imul(hash ^ (key[i] as number), 0x01000193)
-  return hash >>> 0
+  // 31 bits: a small integer for V8, so Map and Set keys need no heap number.
+  return hash >>> 1
 }
 
 export class PartitionQueue<T extends Queued> {
