@@ -21,10 +21,10 @@ export interface Queued {
 const NO_KEY = -1
 
 /**
- * A record's lane in key mode: a 32-bit FNV-1a hash of its key bytes, top 31 bits (the length and at most the first
- * and last 32 bytes), so no string is made per record. Two keys that share a hash share a lane: their
- * records run one after the other, which keeps every key's order and only costs those two keys their
- * parallelism.
+ * A record's lane in key mode: the top 31 bits of a 32-bit FNV-1a hash of its key bytes (the length and
+ * at most the first and last 32 bytes), so no string is made per record. Two keys that share a hash
+ * share a lane: their records run one after the other, which keeps every key's order and only costs
+ * those two keys their parallelism.
  */
 export function laneOf(key: Buffer | null | undefined): number {
   if (key === null || key === undefined) return NO_KEY
