@@ -66,6 +66,8 @@ export class HandlerCall implements HandlerContext {
 export class CallWatchdog {
   readonly limitMs: number
   readonly tickMs: number
+  /** Ticks after the one a call started in at which it is due: a whole `limitMs` of them, never early. */
+  readonly #dueAfterTicks: number
   #tick = 0
   #head: HandlerCall | undefined
   #tail: HandlerCall | undefined
@@ -74,6 +76,7 @@ export class CallWatchdog {
   constructor(limitMs: number) {
     this.limitMs = limitMs
     this.tickMs = Math.min(Math.max(limitMs / 10, 50), 5000)
+    this.#dueAfterTicks = Math.ceil(limitMs / this.tickMs) + 1
   }
 
   /** Starts timing calls (idempotent); the timer does not keep the process alive. */
@@ -129,10 +132,8 @@ export class CallWatchdog {
 
   #onTick(): void {
     const tick = ++this.#tick
-    // Due once a whole `limitMs` of ticks passed after the tick it started in: never early.
-    const ticks = Math.ceil(this.limitMs / this.tickMs) + 1
     let call = this.#head
-    while (call !== undefined && tick - call.startedTick >= ticks) {
+    while (call !== undefined && tick - call.startedTick >= this.#dueAfterTicks) {
       const next = call.next
       const { topic, partition, offset } = call.message
       const error = new HandlerTimeoutError(
