@@ -165,10 +165,14 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   readonly #serde: Serde<V>
   readonly #executor: HandlerExecutor<V>
   readonly #batch: boolean
+  /** A batch handler with a linger: a partition's queue remembers since when it holds records. */
+  readonly #lingering: boolean
   readonly #route: FailureRoute<V> | undefined
   readonly #metrics = new ConsumerMetricsRecorder()
   readonly #partitions = new Map<string, PartitionState>()
   #owned = new Set<string>()
+  /** The partition of the last record fetched (#accept's shortcut). */
+  #lastAccepted: PartitionState | undefined
   #client: ClientConsumer<Buffer, Buffer, Buffer, Buffer> | undefined
   #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined
   #producer: ClientProducer<Buffer, Buffer, Buffer, Buffer> | undefined
@@ -223,6 +227,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     this.#logger = logger ?? defaultLogger()
     this.#serde = valueSerde ?? jsonSerde<V>()
     this.#batch = batchHandler !== undefined
+    this.#lingering = this.#batch && this.config.batchLingerMs > 0
     this.#route = failureRoute
     this.#calls = new CallWatchdog(this.config.maxPollIntervalMs)
     this.breaker = this.config.breaker ? new ConsumerCircuitBreaker(this.config.breaker) : undefined
@@ -535,25 +540,45 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
 
   #accept(record: RawRecord): void {
     if (this.#health === 'stopping' || this.#health === 'stopped' || this.#health === 'failed') return
-    const id = partitionId(record.topic, record.partition)
-    if (!this.#owned.has(id)) {
-      this.#reconcile()
-      // A fetch that was under way when the partition was revoked: not ours to handle.
-      if (!this.#owned.has(id)) return
+    // A fetch brings runs of one partition's records: the last record's state, while it is still the
+    // partition's live state and owned, saves building the partition's id and looking it up per record.
+    let state = this.#lastAccepted
+    if (
+      state === undefined ||
+      state.partition !== record.partition ||
+      state.topic !== record.topic ||
+      state.revokedIn !== undefined ||
+      !this.#owned.has(state.id)
+    ) {
+      state = this.#stateFor(record)
+      if (state === undefined) return
+      this.#lastAccepted = state
     }
-    let state = this.#partitions.get(id)
-    if (!state || state.revokedIn !== undefined) state = this.#newPartition(record.topic, record.partition)
     // After a rejoin the client fetches again from the committed offset; what was accepted already is
     // queued, in flight or settled here.
     if (record.offset <= state.highest) return
     state.highest = record.offset
     state.tracker.track(record.offset, record.leaderEpoch)
-    if (state.queue.size === 0) state.queuedSince = Date.now()
+    if (this.#lingering && state.queue.size === 0) state.queuedSince = Date.now()
     state.queue.push(record)
     this.#buffered++
     this.#metrics.consumed++
     if (this.#buffered >= this.config.maxBufferedRecords) this.#pauseStream()
     this.#pump()
+  }
+
+  /** The live state of a fetched record's partition, created on its first record; undefined when not owned. */
+  #stateFor(record: RawRecord): PartitionState | undefined {
+    const id = partitionId(record.topic, record.partition)
+    if (!this.#owned.has(id)) {
+      this.#reconcile()
+      // A fetch that was under way when the partition was revoked: not ours to handle.
+      if (!this.#owned.has(id)) return undefined
+    }
+    const state = this.#partitions.get(id)
+    return state === undefined || state.revokedIn !== undefined
+      ? this.#newPartition(record.topic, record.partition)
+      : state
   }
 
   #newPartition(topic: string, partition: number): PartitionState {
@@ -738,6 +763,12 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
           for (const [index, single] of outcome.outcomes.entries()) {
             if (single.kind === 'aborted') break
             await this.#apply(state, messages[index] as ConsumedMessage<V>, single)
+          }
+        } else if (outcome.kind === 'done') {
+          // The common verdict, settled without an await per message (#apply's async frame).
+          for (const message of messages) {
+            this.#metrics.recordAttempts(outcome)
+            this.#settle(state, message.offset, 'done')
           }
         } else {
           for (const message of messages) {
