@@ -20,7 +20,8 @@
  *   consumer one should write (it would commit records whose handler has not finished);
  * - `kafkit-partition`, `kafkit-key`, `kafkit-unordered`: Kafkit's Consumer with its defaults (commits
  *   every 1 s, concurrency limit 16) and `concurrency.mode` partition / key / unordered; `kafkit-key64`:
- *   key ordering with limit 64;
+ *   key ordering with limit 64; `kafkit-batch`: a batch handler (partition-ordered, Kafkit's defaults)
+ *   that awaits the same handler per record of the batch, like `kafkajs-batch` below;
  * - `kafkajs`: KafkaJS `eachMessage`, its default autocommit; `kafkajs-batch`: KafkaJS `eachBatch`
  *   (records of a batch handed over one by one, `resolveOffset` after each, default autocommit).
  */
@@ -33,6 +34,7 @@ import {
 } from '@platformatic/kafka'
 import kafkajsModule from 'kafkajs'
 import { Consumer } from '../../src/consumer/consumer.ts'
+import type { ConsumedMessage } from '../../src/handling/types.ts'
 import { bytesSerde } from '../../src/message/serde.ts'
 
 // KafkaJS is CommonJS: its named exports are read off the default export.
@@ -229,7 +231,8 @@ async function kafkit(
   tally: Tally,
   handle: Handle,
   mode: 'partition' | 'key' | 'unordered',
-  limit: number
+  limit: number,
+  batch = false
 ) {
   const consumer = new Consumer<Buffer>({
     brokers,
@@ -240,11 +243,23 @@ async function kafkit(
     startOffset: 'earliest',
     valueSerde: bytesSerde,
     concurrency: { mode, limit },
-    handler: async message => {
-      tally.begin()
-      await handle()
-      tally.handled(message.partition, Number(message.offset))
-    }
+    ...(batch
+      ? {
+          batchHandler: async (messages: readonly ConsumedMessage<Buffer>[]) => {
+            for (const message of messages) {
+              tally.begin()
+              await handle()
+              tally.handled(message.partition, Number(message.offset))
+            }
+          }
+        }
+      : {
+          handler: async (message: ConsumedMessage<Buffer>) => {
+            tally.begin()
+            await handle()
+            tally.handled(message.partition, Number(message.offset))
+          }
+        })
   })
   tally.start()
   await consumer.start()
@@ -305,6 +320,7 @@ if (import.meta.main) {
     'kafkit-key': () => kafkit(brokers, t, g, tally, handle, 'key', 16),
     'kafkit-key64': () => kafkit(brokers, t, g, tally, handle, 'key', 64),
     'kafkit-unordered': () => kafkit(brokers, t, g, tally, handle, 'unordered', 16),
+    'kafkit-batch': () => kafkit(brokers, t, g, tally, handle, 'partition', 16, true),
     kafkajs: () => kafkajs(brokers, t, g, tally, handle, false),
     'kafkajs-batch': () => kafkajs(brokers, t, g, tally, handle, true)
   }

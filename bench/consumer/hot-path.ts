@@ -5,7 +5,8 @@
  * offset tracking, dispatch, the handler call's layers, settling, commits) and the garbage it makes, with
  * a no-op handler. A development tool for the hot path, not a benchmark of Kafka (bench/consumer/main.ts
  * is that): `node --conditions=development bench/consumer/hot-path.ts [records-per-round]`.
- * Env: MODE=partition (default), key or unordered; LIMIT (concurrency limit, 16); ROUNDS (3).
+ * Env: MODE=partition (default), key, unordered or batch (a batch handler awaiting the no-op per record,
+ * partition-ordered); LIMIT (concurrency limit, 16); ROUNDS (3).
  */
 import { Readable } from 'node:stream'
 import { Consumer as ClientConsumer } from '@platformatic/kafka'
@@ -14,7 +15,8 @@ import { bytesSerde } from '../../src/message/serde.ts'
 
 const perRound = Number(process.argv[2] ?? 1_000_000)
 const rounds = Number(process.env.ROUNDS ?? 3)
-const mode = (process.env.MODE ?? 'partition') as 'partition' | 'key' | 'unordered'
+const chosen = (process.env.MODE ?? 'partition') as 'partition' | 'key' | 'unordered' | 'batch'
+const mode = chosen === 'batch' ? 'partition' : chosen
 const limit = Number(process.env.LIMIT ?? 16)
 const PARTITIONS = 6
 const topic = 'hot-path'
@@ -73,11 +75,22 @@ const consumer = new Consumer<Buffer>({
   valueSerde: bytesSerde,
   concurrency: { mode, limit },
   handleSignals: false,
-  // The benchmark's handler: awaits a no-op async function (bench/consumer/client.ts).
-  handler: async () => {
-    await noop()
-    if (++handled === target) reached()
-  }
+  // The benchmark's handlers: await a no-op async function per record (bench/consumer/client.ts).
+  ...(chosen === 'batch'
+    ? {
+        batchHandler: async (messages: readonly unknown[]) => {
+          for (let i = 0; i < messages.length; i++) {
+            await noop()
+            if (++handled === target) reached()
+          }
+        }
+      }
+    : {
+        handler: async () => {
+          await noop()
+          if (++handled === target) reached()
+        }
+      })
 })
 await consumer.start()
 for (let round = 0; round < rounds; round++) {

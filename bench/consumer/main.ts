@@ -8,8 +8,8 @@
  * - `noop`: MESSAGES records over PARTITIONS partitions, a no-op handler; every client commits the way
  *   it normally does (raw and Kafkit: manual commits every second; KafkaJS: its default autocommit;
  *   ConsumerPerformance as is). Clients: raw (for-await, awaiting the handler), raw-flowing (the client
- *   library's ceiling), Kafkit partition / key (limit 16) / unordered, KafkaJS eachMessage and
- *   eachBatch, Java ConsumerPerformance;
+ *   library's ceiling), Kafkit partition / key (limit 16) / unordered / batch handler, KafkaJS
+ *   eachMessage and eachBatch, Java ConsumerPerformance;
  * - `io`: SLOW_MESSAGES records on SLOW_PARTITIONS partition(s), a handler that awaits
  *   `setTimeout(SLOW_DELAY_MS)` (simulated I/O): Kafkit partition-ordered vs key-ordered with limit 16
  *   and 64 (what key-ordered parallelism buys);
@@ -66,6 +66,7 @@ const workloads = {
       'kafkit-partition',
       'kafkit-key',
       'kafkit-unordered',
+      'kafkit-batch',
       'kafkajs',
       'kafkajs-batch',
       'java'
@@ -356,6 +357,8 @@ const ratios = {
   'kafkit/raw-flowing': rate('noop', 'kafkit-partition') / rate('noop', 'raw-flowing'),
   'kafkit/kafkajs-batch': rate('noop', 'kafkit-partition') / rate('noop', 'kafkajs-batch'),
   'kafkit-key/raw': rate('noop', 'kafkit-key') / rate('noop', 'raw'),
+  'kafkit-batch/raw': rate('noop', 'kafkit-batch') / rate('noop', 'raw'),
+  'kafkit-batch/kafkajs-batch': rate('noop', 'kafkit-batch') / rate('noop', 'kafkajs-batch'),
   'kafkit-unordered/raw': rate('noop', 'kafkit-unordered') / rate('noop', 'raw'),
   'raw/java': rate('noop', 'raw') / rate('noop', 'java'),
   'keyParallel16/partitionOrdered': rate('io', 'kafkit-key') / rate('io', 'kafkit-partition'),
@@ -371,7 +374,8 @@ const perRound = Array.from({ length: ROUNDS }, (_, i) => {
     round: i + 1,
     'kafkit/raw': of('kafkit-partition') / of('raw'),
     'kafkit/kafkajs': of('kafkit-partition') / of('kafkajs'),
-    'kafkit/java': of('kafkit-partition') / of('java')
+    'kafkit/java': of('kafkit-partition') / of('java'),
+    'kafkit-batch/raw': of('kafkit-batch') / of('raw')
   }
 })
 /** Peak RSS of each Node client process, the highest across rounds, per workload. */
