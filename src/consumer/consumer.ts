@@ -564,7 +564,10 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     this.#buffered++
     this.#metrics.consumed++
     if (this.#buffered >= this.config.maxBufferedRecords) this.#pauseStream()
-    this.#pump()
+    // A record behind work in flight on its partition (or key) starts nothing now; it is picked up when
+    // that work ends. Other partitions' eligible work never waits on a fetch: whatever made it
+    // eligible pumped already.
+    if (state.queue.eligible) this.#pump()
   }
 
   /** The live state of a fetched record's partition, created on its first record; undefined when not owned. */
