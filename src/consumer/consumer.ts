@@ -42,6 +42,7 @@ import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
 import type { BatchHandler, ConsumedMessage, MessageHandler, Middleware } from '../handling/types.ts'
 import { jsonSerde, type Serde } from '../message/serde.ts'
 import { ensureTopics } from '../topology/topic-plan.ts'
+import { commitInGeneration, type CommitIdentity } from './commit.ts'
 import { closeGroupClient, consumeStream } from './consume-stream.ts'
 import { decodeRecord, type RawRecord } from './decode.ts'
 import { ConsumerStateError, PartitionRevokedError, ConsumerStoppedError } from './errors.ts'
@@ -129,6 +130,8 @@ interface PartitionState {
   queuedSince: number
   /** Set while the partition is being given up: the generation it is given up in. */
   revokedIn?: number | undefined
+  /** Who commits for it while it is given up: that generation and the member id then (classic protocol). */
+  revokedAs?: CommitIdentity | undefined
   /** Called when its last in-flight work ended. */
   onIdle?: (() => void) | undefined
   /**
@@ -139,6 +142,12 @@ interface PartitionState {
   held?: boolean | undefined
   /** The execution context of this partition's records (one object, reused). */
   readonly context: { signal: AbortSignal; groupId: string; attempt: 1 }
+}
+
+interface CommitEntry {
+  state: PartitionState
+  offset: bigint
+  leaderEpoch: number
 }
 
 /** The client's error with the broker's error names inside it (ResponseError holds ProtocolErrors). */
@@ -192,6 +201,11 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   /** Partitions being let go, by id: resolves once their 'revoked' event was emitted. */
   readonly #releasing = new Map<string, Promise<void>>()
   #commitAgain = false
+  /**
+   * The generation and member id of the client's last completed join (classic protocol): the commits of
+   * owned partitions are sent in it, so a commit the group refuses for an older generation stays refused.
+   */
+  #commitAs: CommitIdentity | undefined
   #commitTimer: NodeJS.Timeout | undefined
   #lingerTimer: NodeJS.Timeout | undefined
   #stopping: Promise<void> | undefined
@@ -923,24 +937,45 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   async #sendCommit(states: Iterable<PartitionState>): Promise<boolean> {
     const client = this.#client
     if (!client) return true
-    const entries: { state: PartitionState; offset: bigint; leaderEpoch: number }[] = []
+    // Classic protocol: by generation (revoked partitions in the one they were given up in). The
+    // consumer protocol commits through the client (it keeps the member epoch to itself).
+    const classic = this.config.groupProtocol === 'classic'
+    const byIdentity = new Map<CommitIdentity | undefined, CommitEntry[]>()
     for (const state of states) {
       if (!this.#mayCommit(state)) continue
       const pending = state.tracker.pending()
-      if (pending) entries.push({ state, ...pending })
+      if (!pending) continue
+      const as = classic ? (state.revokedIn !== undefined ? state.revokedAs : this.#commitAs) : undefined
+      if (classic && as === undefined) continue
+      let entries = byIdentity.get(as)
+      if (entries === undefined) byIdentity.set(as, (entries = []))
+      entries.push({ state, ...pending })
     }
-    if (entries.length === 0) return true
+    if (byIdentity.size === 0) return true
     this.#sinceCommit = 0
+    let ok = true
+    for (const [as, entries] of byIdentity) {
+      if (!(await this.#commitEntries(client, as, entries))) ok = false
+    }
+    return ok
+  }
+
+  /** One commit request; `as` undefined: through the client's commit() (consumer protocol). */
+  async #commitEntries(
+    client: ClientConsumer<Buffer, Buffer, Buffer, Buffer>,
+    as: CommitIdentity | undefined,
+    entries: CommitEntry[]
+  ): Promise<boolean> {
+    const offsets = entries.map(({ state, offset, leaderEpoch }) => ({
+      topic: state.topic,
+      partition: state.partition,
+      offset,
+      leaderEpoch
+    }))
     const started = performance.now()
     try {
-      await client.commit({
-        offsets: entries.map(({ state, offset, leaderEpoch }) => ({
-          topic: state.topic,
-          partition: state.partition,
-          offset,
-          leaderEpoch
-        }))
-      })
+      if (as === undefined) await client.commit({ offsets })
+      else await commitInGeneration(client, this.config.groupId, as, offsets)
     } catch (error) {
       this.#metrics.commitFailures++
       // Not fatal: the records stay uncommitted and the next commit carries them (or they are redelivered).
@@ -970,6 +1005,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   #onRebalance(): void {
     this.#metrics.rebalances++
     if (!this.#eager) {
+      // Cooperative: told after the client took the assignment without the revoked partitions.
+      this.#captureIdentity()
       this.#reconcile()
       return
     }
@@ -981,7 +1018,14 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     })
   }
 
+  /** The client's generation and member id, once its view of the assignment is the one of that generation. */
+  #captureIdentity(): void {
+    const client = this.#client
+    if (client?.memberId) this.#commitAs = { generation: client.generationId, memberId: client.memberId }
+  }
+
   #onJoin(): void {
+    this.#captureIdentity()
     this.#reconcile()
     if (this.#rebalancing) {
       this.#rebalancing = false
@@ -1021,6 +1065,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   /** Gives up a partition: drop its queue, let in-flight work finish (budget), commit if still allowed, abort the rest. */
   #revoke(state: PartitionState): void {
     state.revokedIn = this.#client?.generationId ?? -1
+    const memberId = this.#client?.memberId
+    state.revokedAs = memberId ? { generation: state.revokedIn, memberId } : undefined
     // An earlier state of the partition still being let go announces its 'revoked' first.
     const prior = this.#releasing.get(state.id) ?? Promise.resolve()
     const released = Promise.withResolvers<void>()
