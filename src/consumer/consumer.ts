@@ -1065,8 +1065,11 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   /** Gives up a partition: drop its queue, let in-flight work finish (budget), commit if still allowed, abort the rest. */
   #revoke(state: PartitionState): void {
     state.revokedIn = this.#client?.generationId ?? -1
+    // Cooperative protocols: in the generation that revoked it the partition belongs to nobody yet, so
+    // its last commits go in that generation. Eager: it already belongs to its next owner there; what
+    // settled was committed in the old generation while the group waited, and nothing more is sent.
     const memberId = this.#client?.memberId
-    state.revokedAs = memberId ? { generation: state.revokedIn, memberId } : undefined
+    state.revokedAs = memberId && !this.#eager ? { generation: state.revokedIn, memberId } : undefined
     // An earlier state of the partition still being let go announces its 'revoked' first.
     const prior = this.#releasing.get(state.id) ?? Promise.resolve()
     const released = Promise.withResolvers<void>()
