@@ -17,7 +17,9 @@
  * itself, so it goes through the client's `commit()` (see docs/consumer.md).
  */
 import {
+  FindCoordinatorKeyTypes,
   kGetApi,
+  kGetBootstrapConnection,
   kGetConnection,
   kMetadata,
   type API,
@@ -68,14 +70,52 @@ function fromCallback<T>(start: (callback: (error: Error | null | undefined, val
   })
 }
 
-/** Sends one OffsetCommit request for `offsets` in `identity`'s generation; rejects when the broker refuses it. */
-export async function commitInGeneration(
+type FindCoordinatorApi = API<
+  [keyType: number, keys: string[]],
+  { coordinators: { key: string; nodeId: number; errorCode: number }[] }
+>
+
+/** The coordinator found by Kafkit itself after the client's cached one failed it. */
+const found = new WeakMap<Client, number>()
+
+/** Refused for its generation or membership: sending it again cannot help, and must not happen. */
+const GENERATION_ERRORS = new Set([
+  'ILLEGAL_GENERATION',
+  'UNKNOWN_MEMBER_ID',
+  'REBALANCE_IN_PROGRESS',
+  'FENCED_INSTANCE_ID'
+])
+
+function refusedForGeneration(error: unknown): boolean {
+  const seen = new Set<unknown>()
+  const walk = (e: unknown): boolean => {
+    if (typeof e !== 'object' || e === null || seen.has(e)) return false
+    seen.add(e)
+    const { apiId, errors, cause } = e as { apiId?: unknown; errors?: unknown; cause?: unknown }
+    if (typeof apiId === 'string' && GENERATION_ERRORS.has(apiId)) return true
+    return (Array.isArray(errors) && errors.some(walk)) || walk(cause)
+  }
+  return walk(error)
+}
+
+/** Asks the cluster (not the client's cache) which broker coordinates `groupId`. */
+async function lookUpCoordinator(client: Client, groupId: string): Promise<number> {
+  const connection = await fromCallback<Connection>(callback => client[kGetBootstrapConnection](callback))
+  const api = await fromCallback<FindCoordinatorApi>(callback => client[kGetApi]('FindCoordinator', callback))
+  const response = await api.async(connection, FindCoordinatorKeyTypes.GROUP, [groupId])
+  const entry = response.coordinators.find(c => c.key === groupId) ?? response.coordinators[0]
+  if (entry === undefined || entry.nodeId < 0) throw new Error(`no coordinator is known for group ${groupId}`)
+  found.set(client, entry.nodeId)
+  return entry.nodeId
+}
+
+async function send(
   client: Client,
+  coordinatorId: number,
   groupId: string,
   identity: CommitIdentity,
-  offsets: readonly OffsetToCommit[]
+  topics: OffsetCommitRequestTopic[]
 ): Promise<void> {
-  const coordinatorId = await client.findGroupCoordinator()
   const metadata = await fromCallback<ClusterMetadata>(callback =>
     client[kMetadata]({ topics: client.topics.current }, callback)
   )
@@ -83,6 +123,21 @@ export async function commitInGeneration(
   if (broker === undefined) throw new Error(`the group coordinator (broker ${coordinatorId}) is not in the metadata`)
   const connection = await fromCallback<Connection>(callback => client[kGetConnection](broker, callback))
   const api = await fromCallback<OffsetCommitApi>(callback => client[kGetApi]('OffsetCommit', callback))
+  await api.async(connection, groupId, identity.generation, identity.memberId, null, topics)
+}
+
+/**
+ * Sends OffsetCommit for `offsets` in `identity`'s generation; rejects when the broker refuses it. A
+ * failure that is not about the generation (the coordinator's node is gone, moved, or still loading)
+ * is tried once more, in the same generation, on the coordinator looked up afresh: the client only
+ * refreshes its cached coordinator when one of its own requests fails.
+ */
+export async function commitInGeneration(
+  client: Client,
+  groupId: string,
+  identity: CommitIdentity,
+  offsets: readonly OffsetToCommit[]
+): Promise<void> {
   const topics = new Map<string, OffsetCommitRequestTopic>()
   for (const { topic, partition, offset, leaderEpoch } of offsets) {
     let entry = topics.get(topic)
@@ -94,5 +149,11 @@ export async function commitInGeneration(
       committedMetadata: null
     })
   }
-  await api.async(connection, groupId, identity.generation, identity.memberId, null, [...topics.values()])
+  const request = [...topics.values()]
+  try {
+    await send(client, found.get(client) ?? (await client.findGroupCoordinator()), groupId, identity, request)
+  } catch (error) {
+    if (refusedForGeneration(error)) throw error
+    await send(client, await lookUpCoordinator(client, groupId), groupId, identity, request)
+  }
 }
