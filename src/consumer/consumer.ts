@@ -24,6 +24,7 @@ import {
   MessagesStreamFallbackModes,
   MessagesStreamModes,
   Producer as ClientProducer,
+  type ConsumeOptions,
   type ConsumerOptions as ClientConsumerOptions,
   type MessagesStream
 } from '@platformatic/kafka'
@@ -41,6 +42,7 @@ import {
 import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
 import type { BatchHandler, ConsumedMessage, MessageHandler, Middleware } from '../handling/types.ts'
 import { jsonSerde, type Serde } from '../message/serde.ts'
+import { isTransient } from '../producer/outcome.ts'
 import { ensureTopics } from '../topology/topic-plan.ts'
 import { commitInGeneration, type CommitIdentity } from './commit.ts'
 import { closeGroupClient, consumeStream } from './consume-stream.ts'
@@ -144,6 +146,9 @@ interface PartitionState {
   readonly context: { signal: AbortSignal; groupId: string; attempt: 1 }
 }
 
+/** A failing stream is replaced this many times in a row (1, 2, 3, 4, then 5 s apart) before the consumer fails. */
+const STREAM_RESTARTS = 10
+
 interface CommitEntry {
   state: PartitionState
   offset: bigint
@@ -201,6 +206,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   /** Partitions being let go, by id: resolves once their 'revoked' event was emitted. */
   readonly #releasing = new Map<string, Promise<void>>()
   #commitAgain = false
+  /** Stream restarts in a row without a record in between (#onStreamError). */
+  #streamRestarts = 0
   /**
    * The generation and member id of the client's last completed join (classic protocol): the commits of
    * owned partitions are sent in it, so a commit the group refuses for an older generation stays refused.
@@ -301,26 +308,9 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       this.#producer = new ClientProducer<Buffer, Buffer, Buffer, Buffer>({ ...client, acks: -1, idempotent: true })
       this.#stream = await consumeStream(
         this.#client,
-        {
-          topics: [...this.config.topics],
-          mode: MessagesStreamModes.COMMITTED,
-          fallbackMode:
-            this.config.startOffset === 'earliest'
-              ? MessagesStreamFallbackModes.EARLIEST
-              : MessagesStreamFallbackModes.LATEST,
-          autocommit: false,
-          minBytes: this.config.minBytes,
-          maxBytes: this.config.maxBytes,
-          maxBytesPerPartition: this.config.maxBytesPerPartition,
-          maxWaitTime: this.config.maxWaitMs,
-          highWaterMark: this.config.maxPollRecords,
-          isolationLevel:
-            this.config.isolationLevel === 'read_committed'
-              ? FetchIsolationLevels.READ_COMMITTED
-              : FetchIsolationLevels.READ_UNCOMMITTED
-        },
-        // #fail ignores an error after stop() (the client closed under a pending join).
-        (error: Error) => this.#fail(error)
+        this.#streamOptions(),
+        // Ignored after stop() (the client closed under a pending join).
+        (error: Error) => this.#onStreamError(error)
       )
     } catch (error) {
       await this.#closeClients()
@@ -630,6 +620,73 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       })
     }
     return state
+  }
+
+  /** What the client's stream is asked for (the first one and any after a restart). */
+  #streamOptions(): ConsumeOptions<Buffer, Buffer, Buffer, Buffer> {
+    return {
+      topics: [...this.config.topics],
+      mode: MessagesStreamModes.COMMITTED,
+      fallbackMode:
+        this.config.startOffset === 'earliest'
+          ? MessagesStreamFallbackModes.EARLIEST
+          : MessagesStreamFallbackModes.LATEST,
+      autocommit: false,
+      minBytes: this.config.minBytes,
+      maxBytes: this.config.maxBytes,
+      maxBytesPerPartition: this.config.maxBytesPerPartition,
+      maxWaitTime: this.config.maxWaitMs,
+      highWaterMark: this.config.maxPollRecords,
+      isolationLevel:
+        this.config.isolationLevel === 'read_committed'
+          ? FetchIsolationLevels.READ_COMMITTED
+          : FetchIsolationLevels.READ_UNCOMMITTED
+    }
+  }
+
+  /**
+   * The client's stream ended with an error. A broker lost mid-run (the leaders of some partitions, or
+   * the group's coordinator, moving to the survivors) ends it once the client's few fetch retries are
+   * spent, although the cluster is still usable: while the error is one Kafka calls retriable, fetch
+   * again on a new stream (from the committed offsets; records already taken in are recognised and
+   * dropped), up to STREAM_RESTARTS times in a row with a growing pause. Anything else, or a stream
+   * that keeps failing, fails the consumer as before.
+   */
+  #onStreamError(error: Error): void {
+    if (this.#failure || this.#stopping) return
+    const running = this.#health === 'running' || this.#health === 'paused'
+    if (!running || !isTransient(error) || this.#streamRestarts >= STREAM_RESTARTS) {
+      this.#fail(error)
+      return
+    }
+    this.#streamRestarts++
+    const delayMs = Math.min(1000 * this.#streamRestarts, 5000)
+    this.#logger.warn(
+      { groupId: this.config.groupId, attempt: this.#streamRestarts, delayMs, err: describeClientError(error) },
+      'consumer: fetching failed; fetching again on a new stream'
+    )
+    setTimeout(() => void this.#restartStream(), delayMs)
+  }
+
+  async #restartStream(): Promise<void> {
+    const client = this.#client
+    if (this.#failure || this.#stopping || !client) return
+    this.#stream?.removeAllListeners('data')
+    let stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>
+    try {
+      stream = await consumeStream(client, this.#streamOptions(), (error: Error) => this.#onStreamError(error))
+    } catch (error) {
+      this.#onStreamError(error instanceof Error ? error : new Error(String(error)))
+      return
+    }
+    if (this.#failure || this.#stopping) {
+      await stream.close().catch(() => undefined)
+      return
+    }
+    this.#stream = stream
+    stream.once('data', () => (this.#streamRestarts = 0))
+    stream.on('data', (record: RawRecord) => this.#accept(record))
+    if (this.#streamPaused) stream.pause()
   }
 
   #pauseStream(): void {
