@@ -208,6 +208,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   #commitAgain = false
   /** Stream restarts in a row without a record in between (#onStreamError). */
   #streamRestarts = 0
+  #restartTimer: NodeJS.Timeout | undefined
   /**
    * The generation and member id of the client's last completed join (classic protocol): the commits of
    * owned partitions are sent in it, so a commit the group refuses for an older generation stays refused.
@@ -665,7 +666,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       { groupId: this.config.groupId, attempt: this.#streamRestarts, delayMs, err: describeClientError(error) },
       'consumer: fetching failed; fetching again on a new stream'
     )
-    setTimeout(() => void this.#restartStream(), delayMs)
+    this.#restartTimer = setTimeout(() => void this.#restartStream(), delayMs)
   }
 
   async #restartStream(): Promise<void> {
@@ -1203,6 +1204,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       process.off('SIGINT', this.#signalHandler)
     }
     clearInterval(this.#commitTimer)
+    clearTimeout(this.#restartTimer)
     this.#calls.stop()
     clearTimeout(this.#lingerTimer)
     this.#stream?.pause()
