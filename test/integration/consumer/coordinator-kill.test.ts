@@ -6,12 +6,10 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Admin, FindCoordinatorKeyTypes } from '@platformatic/kafka'
-import { Consumer } from '../../../src/consumer/consumer.ts'
 import { startKafka, stopKafka, stopNode, type LocalKafkaCluster } from '../../../src/testing/local-kafka.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
-import { committedOffsets, produceKeyed, quiet, waitFor } from './helpers.ts'
+import { busyWorker, committedSum, produceKeyed, waitFor } from './helpers.ts'
 
 const PORT = 44192
 const RECORDS = 3000
@@ -48,29 +46,7 @@ test(
     })
     await produceKeyed(brokers, topic, RECORDS, { keys: 60 })
     const groupId = uniqueName('group')
-    const handled = new Set<string>()
-    const consumer = new Consumer<{ seq: number }>({
-      brokers,
-      groupId,
-      topics: [topic],
-      startOffset: 'earliest',
-      ensureTopics: false,
-      commitIntervalMs: 200,
-      connectTimeoutMs: 2000,
-      requestTimeoutMs: 10_000,
-      logger: process.env.VERBOSE
-        ? {
-            ...quiet,
-            warn: (f: object, m: string) => console.error(m, f),
-            error: (f: object, m: string) => console.error(m, f)
-          }
-        : quiet,
-      env: {},
-      handler: async message => {
-        await sleep(5)
-        handled.add(`${message.partition}:${message.offset}`)
-      }
-    })
+    const { consumer, handled } = busyWorker(brokers, topic, groupId)
     t.after(() => consumer.stop())
     await consumer.start()
     await waitFor(() => consumer.metrics().processed >= 300, 60_000, 'the worker to be busy')
@@ -89,12 +65,7 @@ test(
       )
       throw error
     }
-    let committed = 0n
-    const deadline = Date.now() + 90_000
-    while (committed < BigInt(RECORDS) && Date.now() < deadline) {
-      await sleep(250)
-      committed = [...(await committedOffsets(survivors, groupId, topic)).values()].reduce((a, b) => a + b, 0n)
-    }
+    const committed = await committedSum(survivors, groupId, topic, RECORDS, 90_000)
     const metrics = consumer.metrics()
     t.diagnostic(`commits ${metrics.commits}, commit failures ${metrics.commitFailures}`)
     assert.notEqual(await coordinatorOf(survivors, groupId), coordinator, 'the group moved to another coordinator')

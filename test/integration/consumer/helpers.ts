@@ -1,5 +1,6 @@
 /** Shared set-up of the consumer runtime's broker tests: produce keyed JSON records, read the group's offsets. */
 import { Admin, Producer } from '@platformatic/kafka'
+import { Consumer } from '../../../src/consumer/consumer.ts'
 
 export const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -70,3 +71,55 @@ export async function waitFor(check: () => boolean, timeoutMs = 60_000, what = '
 }
 
 export const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value))
+
+/** The group's committed offsets summed over `topic`'s partitions, polled until `total` or the timeout. */
+export async function committedSum(
+  brokers: string[],
+  groupId: string,
+  topic: string,
+  total: number,
+  timeoutMs: number
+): Promise<bigint> {
+  let sum = 0n
+  const deadline = Date.now() + timeoutMs
+  while (sum < BigInt(total) && Date.now() < deadline) {
+    await new Promise(resolve => setTimeout(resolve, 250))
+    sum = [...(await committedOffsets(brokers, groupId, topic)).values()].reduce((a, b) => a + b, 0n)
+  }
+  return sum
+}
+
+/**
+ * A worker for the broker-fault tests: a 5 ms handler that notes each record it handled, commits every
+ * 200 ms, short connect and request timeouts; VERBOSE prints its warnings and errors.
+ */
+export function busyWorker(
+  brokers: string[],
+  topic: string,
+  groupId: string
+): { consumer: Consumer<{ seq: number }>; handled: Set<string> } {
+  const handled = new Set<string>()
+  const consumer = new Consumer<{ seq: number }>({
+    brokers,
+    groupId,
+    topics: [topic],
+    startOffset: 'earliest',
+    ensureTopics: false,
+    commitIntervalMs: 200,
+    connectTimeoutMs: 2000,
+    requestTimeoutMs: 10_000,
+    logger: process.env.VERBOSE
+      ? {
+          ...quiet,
+          warn: (f: object, m: string) => console.error(m, f),
+          error: (f: object, m: string) => console.error(m, f)
+        }
+      : quiet,
+    env: {},
+    handler: async message => {
+      await new Promise(resolve => setTimeout(resolve, 5))
+      handled.add(`${message.partition}:${message.offset}`)
+    }
+  })
+  return { consumer, handled }
+}

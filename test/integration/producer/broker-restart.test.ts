@@ -15,16 +15,10 @@ import { stringSerde } from '../../../src/message/serde.ts'
 import { Producer } from '../../../src/producer/producer.ts'
 import type { SendOutcome } from '../../../src/producer/types.ts'
 import type { BreakerStateChange } from '../../../src/resilience/circuit-breaker.ts'
-import {
-  pauseNode,
-  restartNodes,
-  startKafka,
-  stopKafka,
-  stopNode,
-  type LocalKafkaCluster
-} from '../../../src/testing/local-kafka.ts'
+import { pauseNode, startKafka, stopKafka, stopNode, type LocalKafkaCluster } from '../../../src/testing/local-kafka.ts'
 import { createTestTopic } from '../../../src/testing/topics.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
+import { restartWhenPortFree } from '../../helpers/restart-nodes.ts'
 
 const PORT = 43092
 let cluster: LocalKafkaCluster
@@ -37,22 +31,6 @@ after(async () => {
 })
 
 const code = (error: unknown) => (isKafkitError(error) ? error.code : String(error))
-
-/**
- * restartNodes right after a SIGKILL can find the port still held for a moment (the launcher checks
- * it is free before starting the JVM): try again for a while.
- */
-async function restart(): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await restartNodes(cluster)
-      return
-    } catch (error) {
-      if (code(error) !== 'KAFKIT_LOCAL_KAFKA_PORT_TAKEN' || attempt >= 60) throw error
-      await new Promise(resolve => setTimeout(resolve, 500))
-    }
-  }
-}
 
 test(
   'idempotent producing across a broker SIGKILL + restart: 0 duplicates, 0 acknowledged lost',
@@ -92,7 +70,7 @@ test(
       if (round === 8) {
         // Kill while two rounds are in flight, restart at once; the producer keeps retrying meanwhile.
         await stopNode(cluster, 1, 'SIGKILL')
-        restarted = restart()
+        restarted = restartWhenPortFree(cluster)
       }
       if (inFlight.length >= 2) await inFlight.shift()
     }
@@ -158,7 +136,7 @@ test('the breaker opens while the broker is down and closes after it returns', {
   assert.equal(producer.metrics().breakerState, 'open')
   await assert.rejects(producer.send({ value: 'fast' }), (error: unknown) => code(error) === 'KAFKIT_CIRCUIT_OPEN')
 
-  await restart()
+  await restartWhenPortFree(cluster)
   let delivered = false
   for (let attempt = 0; attempt < 120 && !delivered; attempt++) {
     try {
