@@ -1,5 +1,5 @@
 /**
- * Offset commits sent in one given generation of the group, once.
+ * Offset commits sent in one given generation of the group, and never in another.
  *
  * The client's own `commit()` is not safe for a worker that shares its partitions: when the broker
  * refuses a commit because the group has moved on to a new generation (ILLEGAL_GENERATION,
