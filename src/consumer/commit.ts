@@ -18,6 +18,7 @@
  */
 import {
   FindCoordinatorKeyTypes,
+  findErrorBy,
   kGetApi,
   kGetBootstrapConnection,
   kGetConnection,
@@ -78,26 +79,6 @@ type FindCoordinatorApi = API<
 /** The coordinator found by Kafkit itself after the client's cached one failed it. */
 const found = new WeakMap<Client, number>()
 
-/** Refused for its generation or membership: sending it again cannot help, and must not happen. */
-const GENERATION_ERRORS = new Set([
-  'ILLEGAL_GENERATION',
-  'UNKNOWN_MEMBER_ID',
-  'REBALANCE_IN_PROGRESS',
-  'FENCED_INSTANCE_ID'
-])
-
-function refusedForGeneration(error: unknown): boolean {
-  const seen = new Set<unknown>()
-  const walk = (e: unknown): boolean => {
-    if (typeof e !== 'object' || e === null || seen.has(e)) return false
-    seen.add(e)
-    const { apiId, errors, cause } = e as { apiId?: unknown; errors?: unknown; cause?: unknown }
-    if (typeof apiId === 'string' && GENERATION_ERRORS.has(apiId)) return true
-    return (Array.isArray(errors) && errors.some(walk)) || walk(cause)
-  }
-  return walk(error)
-}
-
 /** Asks the cluster (not the client's cache) which broker coordinates `groupId`. */
 async function lookUpCoordinator(client: Client, groupId: string): Promise<number> {
   const connection = await fromCallback<Connection>(callback => client[kGetBootstrapConnection](callback))
@@ -153,7 +134,9 @@ export async function commitInGeneration(
   try {
     await send(client, found.get(client) ?? (await client.findGroupCoordinator()), groupId, identity, request)
   } catch (error) {
-    if (refusedForGeneration(error)) throw error
+    // Refused for its generation or membership (the errors the client itself re-joins on): sending it
+    // again cannot help, and must not happen.
+    if (findErrorBy(error as Error, 'needsRejoin', true) !== null) throw error
     await send(client, await lookUpCoordinator(client, groupId), groupId, identity, request)
   }
 }
