@@ -4,8 +4,9 @@
  * alone) and stop it when the run ends. Test files inherit KAFKA_BROKERS from this process.
  */
 import { startKafka, stopKafka } from '../../src/testing/local-kafka.ts'
+import { TEST_PORTS } from './ports.ts'
 
-export const TEST_KAFKA_PORT = 29092
+export const TEST_KAFKA_PORT = TEST_PORTS.shared
 
 export async function globalSetup(): Promise<void> {
   process.env.DATABASE_URL ??= 'postgres://postgres@127.0.0.1:5432/test'

@@ -1,6 +1,6 @@
 /**
- * The consumer across a SIGKILL + restart of its only broker (a single-node cluster of its own, port
- * 44292), down for 12 s: the client's stream ends while the broker is gone, Kafkit fetches again on a
+ * The consumer across a SIGKILL + restart of its only broker (a single-node cluster of its own, see
+ * test/helpers/ports.ts), down for 12 s: the client's stream ends while the broker is gone, Kafkit fetches again on a
  * new stream once it is back, and the worker goes on without a restart of its own. Every record is handled, the group
  * commits every partition to its end, and the consumer stays healthy.
  */
@@ -11,8 +11,9 @@ import { startKafka, stopKafka, stopNode, type LocalKafkaCluster } from '../../.
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { restartWhenPortFree } from '../../helpers/restart-nodes.ts'
 import { busyWorker, committedSum, produceKeyed, waitFor } from './helpers.ts'
+import { TEST_PORTS } from '../../helpers/ports.ts'
 
-const PORT = 44292
+const PORT = TEST_PORTS.consumerBrokerRestart
 const RECORDS = 3000
 let cluster: LocalKafkaCluster
 

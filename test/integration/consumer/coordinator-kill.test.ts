@@ -1,5 +1,5 @@
 /**
- * The consumer on a three-node cluster (started by the test, port 44192) when the JVM of the group's
+ * The consumer on a three-node cluster (started by the test, see test/helpers/ports.ts) when the JVM of the group's
  * coordinator is SIGKILLed mid-run. Kafkit sends its offset commits itself (src/consumer/commit.ts),
  * so this checks that they find the new coordinator: every record is handled, and the group's
  * committed offsets reach the end of every partition while the worker runs on the two survivors.
@@ -10,8 +10,9 @@ import { Admin, FindCoordinatorKeyTypes } from '@platformatic/kafka'
 import { startKafka, stopKafka, stopNode, type LocalKafkaCluster } from '../../../src/testing/local-kafka.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { busyWorker, committedSum, produceKeyed, waitFor } from './helpers.ts'
+import { TEST_PORTS } from '../../helpers/ports.ts'
 
-const PORT = 44192
+const PORT = TEST_PORTS.consumerCoordinatorKill
 const RECORDS = 3000
 let cluster: LocalKafkaCluster
 

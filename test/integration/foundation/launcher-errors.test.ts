@@ -12,6 +12,7 @@ import { promisify } from 'node:util'
 import { isKafkitError } from '../../../src/errors/kafkit-error.ts'
 import { ensureKafkaDistribution } from '../../../src/testing/kafka-distribution.ts'
 import { startKafka, stopKafka } from '../../../src/testing/local-kafka.ts'
+import { TEST_PORTS } from '../../helpers/ports.ts'
 
 const run = promisify(execFile)
 const cli = new URL('../../../bin/kafkit.js', import.meta.url).pathname
@@ -27,7 +28,7 @@ async function startWithOnly(commands: string[]): Promise<{ code: number; stderr
   const cache = await mkdtemp(join(tmpdir(), 'kafkit-cache-'))
   try {
     for (const command of ['sh', ...commands]) await symlink(await which(command), join(bin, command))
-    await run(process.execPath, [cli, 'kafka', 'start', '--port', '47092'], {
+    await run(process.execPath, [cli, 'kafka', 'start', '--port', String(TEST_PORTS.launcherMissingTools)], {
       env: { PATH: bin, KAFKIT_CACHE_DIR: cache, HOME: cache }
     })
     return { code: 0, stderr: '' }
@@ -70,7 +71,7 @@ test('a failed download is reported as retryable KAFKIT_LOCAL_KAFKA_DOWNLOAD_FAI
 })
 
 test('a broker that is not ready in time points at its log file', async t => {
-  const port = 48092
+  const port = TEST_PORTS.launcherNotReady
   t.after(() => stopKafka({ port }))
   await assert.rejects(startKafka({ port, fresh: true, readyTimeoutMs: 1 }), error => {
     assert.ok(isKafkitError(error))

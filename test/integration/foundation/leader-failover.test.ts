@@ -9,8 +9,9 @@ import { Admin, Producer, ProduceAcks, stringSerializers } from '@platformatic/k
 import { startKafka, stopKafka, stopNode } from '../../../src/testing/local-kafka.ts'
 import { createTestTopic } from '../../../src/testing/topics.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
+import { TEST_PORTS } from '../../helpers/ports.ts'
 
-const PORT = 39092
+const PORT = TEST_PORTS.leaderFailover
 
 test('SIGKILL of the partition leader loses no acknowledged message', { timeout: 240_000 }, async t => {
   const cluster = await startKafka({ brokers: 3, port: PORT, fresh: true })

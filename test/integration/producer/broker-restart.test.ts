@@ -1,6 +1,6 @@
 /**
  * The producer against a single broker that crashes or hangs. The test starts its own one-node
- * cluster (port 43092) and SIGKILLs / SIGSTOPs that JVM:
+ * cluster (see test/helpers/ports.ts) and SIGKILLs / SIGSTOPs that JVM:
  * - idempotent producing across a SIGKILL + restart: every acknowledged message is in the topic
  *   exactly once (retries reuse the producer id and sequence numbers, so the restarted broker,
  *   which rebuilds its producer state from the log, drops re-sent batches it already has);
@@ -19,8 +19,9 @@ import { pauseNode, startKafka, stopKafka, stopNode, type LocalKafkaCluster } fr
 import { createTestTopic } from '../../../src/testing/topics.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
 import { restartWhenPortFree } from '../../helpers/restart-nodes.ts'
+import { TEST_PORTS } from '../../helpers/ports.ts'
 
-const PORT = 43092
+const PORT = TEST_PORTS.producerBrokerRestart
 let cluster: LocalKafkaCluster
 
 before(async () => {

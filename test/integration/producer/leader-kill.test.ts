@@ -1,5 +1,5 @@
 /**
- * The producer on a three-node cluster (started by the test, port 44092) when a node's JVM is
+ * The producer on a three-node cluster (started by the test, see test/helpers/ports.ts) when a node's JVM is
  * SIGKILLed:
  * - idempotent producing across the kill of a partition leader: leadership moves, the producer
  *   re-sends to the new leader with the same sequence numbers, and reading back from the survivors
@@ -18,8 +18,9 @@ import type { SendOutcome } from '../../../src/producer/types.ts'
 import { startKafka, stopKafka, stopNode, type LocalKafkaCluster } from '../../../src/testing/local-kafka.ts'
 import { createTestTopic } from '../../../src/testing/topics.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
+import { TEST_PORTS } from '../../helpers/ports.ts'
 
-const PORT = 44092
+const PORT = TEST_PORTS.producerLeaderKill
 let cluster: LocalKafkaCluster
 /** Topics made while all three nodes run (a topic with three replicas cannot be created later). */
 let failover: string
