@@ -1,6 +1,8 @@
 /** A snapshot read ends at the offsets seen when it began, even while producers keep writing. */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { isDeepStrictEqual } from 'node:util'
 import { Producer, stringSerializers } from '@platformatic/kafka'
 import { readTopicSnapshot, snapshotRanges } from '../../../src/operations/topic-snapshot.ts'
 import { createTestTopic } from '../../../src/testing/topics.ts'
@@ -80,14 +82,29 @@ test('a partition whose last offsets are transaction markers or aborted records 
   await aborted.send({ messages: [{ topic, partition: 1, key: 'a', value: 'aborted' }] })
   await aborted.abort()
 
-  const ranges = await snapshotRanges({ client: { bootstrapBrokers: brokers }, topic })
   // Partition 0: three records and a commit marker; partition 1: an aborted record and its marker.
+  // EndTxn returns once the coordinator has logged the outcome; it writes the markers to the partitions
+  // after that, and until a marker lands the snapshot (read_committed) ends before the open transaction.
+  // A CI run once saw partition 1 still at 0 here, so wait for the markers before reading.
+  const expected = [
+    [0, 0n, 4n],
+    [1, 0n, 2n]
+  ]
+  const deadline = Date.now() + 15_000
+  let ranges = await snapshotRanges({ client: { bootstrapBrokers: brokers }, topic })
+  while (
+    !isDeepStrictEqual(
+      ranges.map(r => [r.partition, r.start, r.end]),
+      expected
+    ) &&
+    Date.now() < deadline
+  ) {
+    await sleep(100)
+    ranges = await snapshotRanges({ client: { bootstrapBrokers: brokers }, topic })
+  }
   assert.deepEqual(
     ranges.map(r => [r.partition, r.start, r.end]),
-    [
-      [0, 0n, 4n],
-      [1, 0n, 2n]
-    ]
+    expected
   )
   const seen: string[] = []
   const signal = AbortSignal.timeout(60_000)
