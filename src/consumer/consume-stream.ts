@@ -6,13 +6,19 @@
  * client is closed in between (a stop() while the group join was under way), that set-up fails with an
  * 'error' event which fires before an `await consume()` continuation could add a listener, and an
  * unheard 'error' event crashes the process. The callback form hands the stream over synchronously.
+ *
+ * `onEnd` hears the end of the stream once: its error, or a ConsumerStreamClosedError when it closed
+ * without one. A stream the caller did not close has stopped fetching for good, and nothing else says
+ * so: with no socket or timer left the process may simply exit, so callers treat it like an error
+ * (and ignore it after closing the stream themselves).
  */
 import type { ConsumeOptions, Consumer as ClientConsumer, MessagesStream } from '@platformatic/kafka'
+import { ConsumerStreamClosedError } from './errors.ts'
 
 export function consumeStream<K, V, HK, HV>(
   client: ClientConsumer<K, V, HK, HV>,
   options: ConsumeOptions<K, V, HK, HV>,
-  onError: (error: Error) => void
+  onEnd: (error: Error) => void
 ): Promise<MessagesStream<K, V, HK, HV>> {
   return new Promise((resolve, reject) => {
     client.consume(options, (error, stream) => {
@@ -20,7 +26,17 @@ export function consumeStream<K, V, HK, HV>(
         reject(error ?? new Error('consume() gave neither a stream nor an error'))
         return
       }
-      stream.on('error', onError)
+      let ended = false
+      stream.on('error', (streamError: Error) => {
+        if (ended) return
+        ended = true
+        onEnd(streamError)
+      })
+      stream.once('close', () => {
+        if (ended) return
+        ended = true
+        onEnd(new ConsumerStreamClosedError('the client closed its record stream: no more records would be fetched'))
+      })
       resolve(stream)
     })
   })

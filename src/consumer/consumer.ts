@@ -21,6 +21,7 @@ import {
   Admin,
   Consumer as ClientConsumer,
   FetchIsolationLevels,
+  findErrorBy,
   MessagesStreamFallbackModes,
   MessagesStreamModes,
   Producer as ClientProducer,
@@ -47,7 +48,7 @@ import { ensureTopics } from '../topology/topic-plan.ts'
 import { commitInGeneration, type CommitIdentity } from './commit.ts'
 import { closeGroupClient, consumeStream } from './consume-stream.ts'
 import { decodeRecord, type RawRecord } from './decode.ts'
-import { ConsumerStateError, PartitionRevokedError, ConsumerStoppedError } from './errors.ts'
+import { ConsumerStateError, PartitionRevokedError, ConsumerStoppedError, ConsumerStreamClosedError } from './errors.ts'
 import { ConsumerMetricsRecorder, type ConsumerMetrics, type PartitionLag } from './metrics.ts'
 import { OffsetTracker } from './offset-tracker.ts'
 import { consumerOptions, type ConsumerConfig, type ConsumerOptions } from './options.ts'
@@ -162,6 +163,14 @@ function describeClientError(error: unknown): string {
   if (!Array.isArray(inner) || inner.length === 0) return message
   const names = new Set(inner.map(e => (e as { apiId?: string; message?: string }).apiId ?? String(e)))
   return `${message}: ${[...names].join(', ')}`
+}
+
+const MEMBERSHIP_LOST = ['FENCED_MEMBER_EPOCH', 'STALE_MEMBER_EPOCH', 'UNKNOWN_MEMBER_ID']
+
+/** The group no longer knows this member (or its epoch): the client's next heartbeat or join fixes it. */
+function isMembershipLost(error: unknown): boolean {
+  if (findErrorBy(error as Error, 'needsRejoin', true) !== null) return true
+  return MEMBERSHIP_LOST.some(id => findErrorBy(error as Error, 'apiId', id) !== null)
 }
 
 function partitionId(topic: string, partition: number): string {
@@ -646,17 +655,22 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   }
 
   /**
-   * The client's stream ended with an error. A broker lost mid-run (the leaders of some partitions, or
-   * the group's coordinator, moving to the survivors) ends it once the client's few fetch retries are
-   * spent, although the cluster is still usable: while the error is one Kafka calls retriable, fetch
-   * again on a new stream (from the committed offsets; records already taken in are recognised and
-   * dropped), up to STREAM_RESTARTS times in a row with a growing pause. Anything else, or a stream
-   * that keeps failing, fails the consumer as before.
+   * The client's stream ended: with an error, or closed by itself (consumeStream). A broker lost
+   * mid-run (the leaders of some partitions, or the group's coordinator, moving to the survivors) ends
+   * it once the client's few fetch retries are spent, although the cluster is still usable: while the
+   * error is one Kafka calls retriable, fetch again on a new stream (from the committed offsets; records
+   * already taken in are recognised and dropped), up to STREAM_RESTARTS times in a row with a growing
+   * pause. Anything else, or a stream that keeps failing, fails the consumer.
    */
   #onStreamError(error: Error): void {
     if (this.#failure || this.#stopping) return
     const running = this.#health === 'running' || this.#health === 'paused'
-    if (!running || !isTransient(error) || this.#streamRestarts >= STREAM_RESTARTS) {
+    // A stream that closed by itself (consumeStream) is treated as retriable too: a new one either
+    // fetches again or fails loudly (a closed client), where the closed one would have gone quiet.
+    // So is a lost membership: a new coordinator may not know the member (KIP-848 heartbeats answered
+    // FENCED_MEMBER_EPOCH or UNKNOWN_MEMBER_ID after a coordinator kill), and the client joins again.
+    const retriable = isTransient(error) || error instanceof ConsumerStreamClosedError || isMembershipLost(error)
+    if (!running || !retriable || this.#streamRestarts >= STREAM_RESTARTS) {
       this.#fail(error)
       return
     }
@@ -706,7 +720,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   #fail(error: Error): void {
     if (this.#failure || this.#stopping) return
     this.#failure = error
-    this.#logger.error({ groupId: this.config.groupId, err: error.message }, 'consumer failed; stopping')
+    this.#logger.error({ groupId: this.config.groupId, err: describeClientError(error) }, 'consumer failed; stopping')
     void this.stop()
   }
 
@@ -1223,7 +1237,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     // The last commit: a rebalance under way (other members leaving too) fails it with a retriable
     // error; the client rejoins meanwhile, so try again for the partitions still owned.
     await this.#commitRunning
-    for (let attempt = 1; attempt <= 10 && !(await this.#commitOnce()); attempt++) {
+    // A closed client (it failed the consumer) never commits again: no point retrying.
+    for (let attempt = 1; attempt <= 10 && !(await this.#commitOnce()) && !this.#client?.closed; attempt++) {
       await new Promise(resolve => setTimeout(resolve, Math.min(100 * 2 ** attempt, 1000)))
     }
     step('committed')

@@ -21,3 +21,10 @@ export class ConsumerStoppedError extends KafkitError {
     super('KAFKIT_CONSUMER_STOPPED', message, { retryable: true, ...options })
   }
 }
+
+/** The client's record stream closed without an error while Kafkit was still reading it (see consumeStream). */
+export class ConsumerStreamClosedError extends KafkitError {
+  constructor(message: string, options: KafkitErrorOptions = {}) {
+    super('KAFKIT_CONSUMER_STREAM_CLOSED', message, { retryable: true, ...options })
+  }
+}

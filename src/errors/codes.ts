@@ -38,6 +38,8 @@ export const errorCodes = {
     'A handler was aborted because its partition was revoked; the record is redelivered to the next owner.',
   KAFKIT_CONSUMER_STOPPED:
     'A handler was aborted because the consumer stopped past shutdownTimeoutMs; the record stays uncommitted.',
+  KAFKIT_CONSUMER_STREAM_CLOSED:
+    "The client's record stream closed by itself while the consumer was running: the consumer fetches again on a new stream (up to 10 times in a row), then fails with this error instead of going quiet.",
   KAFKIT_SINK_WRITE_FAILED:
     'A sink could not store a batch in its database; nothing of the batch was stored or committed (retryable when the database was unreachable).',
   KAFKIT_SINK_MAPPING_FAILED:

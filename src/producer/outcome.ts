@@ -86,6 +86,8 @@ export function isTooLarge(error: unknown): boolean {
  * for the circuit breaker, and a message that met one after its retries may go to the DLQ.
  */
 export function isTransient(error: unknown): boolean {
+  // A closed client or connection pool never reopens (the client marks these `closed`, canRetry false).
+  if (findErrorBy(error as Error, 'closed', true) !== null) return false
   if (findErrorBy(error as Error, 'code', 'PLT_KFK_NETWORK') !== null) return true
   if (typeof error !== 'object' || error === null) return false
   // Every error in the chain retriable: what Kafka marks retriable (and @platformatic/kafka retried).
