@@ -149,6 +149,8 @@ interface PartitionState {
 
 /** A failing stream is replaced this many times in a row (1, 2, 3, 4, then 5 s apart) before the consumer fails. */
 const STREAM_RESTARTS = 10
+/** At most one warning per this many ms for failed commits (a coordinator failover fails dozens). */
+const COMMIT_WARN_MS = 5000
 
 interface CommitEntry {
   state: PartitionState
@@ -215,6 +217,9 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   /** Partitions being let go, by id: resolves once their 'revoked' event was emitted. */
   readonly #releasing = new Map<string, Promise<void>>()
   #commitAgain = false
+  /** When a failed commit was last logged, and how many failed since without a warning. */
+  #commitWarnedAt = 0
+  #commitFailuresUnlogged = 0
   /** Stream restarts in a row without a record in between (#onStreamError). */
   #streamRestarts = 0
   #restartTimer: NodeJS.Timeout | undefined
@@ -1051,10 +1056,24 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     } catch (error) {
       this.#metrics.commitFailures++
       // Not fatal: the records stay uncommitted and the next commit carries them (or they are redelivered).
+      // While a coordinator moves every commit fails for a few seconds: one warning per COMMIT_WARN_MS,
+      // counting the failures not logged since the last one (metrics().commitFailures has them all).
+      const now = Date.now()
+      if (now - this.#commitWarnedAt < COMMIT_WARN_MS) {
+        this.#commitFailuresUnlogged++
+        return false
+      }
       this.#logger.warn(
-        { groupId: this.config.groupId, partitions: entries.length, err: describeClientError(error) },
+        {
+          groupId: this.config.groupId,
+          partitions: entries.length,
+          err: describeClientError(error),
+          ...(this.#commitFailuresUnlogged > 0 ? { failedSinceLastWarning: this.#commitFailuresUnlogged } : {})
+        },
         'consumer: offset commit failed'
       )
+      this.#commitWarnedAt = now
+      this.#commitFailuresUnlogged = 0
       return false
     }
     const latencyMs = performance.now() - started

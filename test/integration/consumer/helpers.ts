@@ -91,14 +91,16 @@ export async function committedSum(
 
 /**
  * A worker for the broker-fault tests: a 5 ms handler that notes each record it handled, commits every
- * 200 ms, short connect and request timeouts; VERBOSE prints its warnings and errors.
+ * 200 ms, short connect and request timeouts; its warnings are collected, and VERBOSE prints them and
+ * its errors.
  */
 export function busyWorker(
   brokers: string[],
   topic: string,
   groupId: string
-): { consumer: Consumer<{ seq: number }>; handled: Set<string> } {
+): { consumer: Consumer<{ seq: number }>; handled: Set<string>; warnings: string[] } {
   const handled = new Set<string>()
+  const warnings: string[] = []
   const consumer = new Consumer<{ seq: number }>({
     brokers,
     groupId,
@@ -108,18 +110,21 @@ export function busyWorker(
     commitIntervalMs: 200,
     connectTimeoutMs: 2000,
     requestTimeoutMs: 10_000,
-    logger: process.env.VERBOSE
-      ? {
-          ...quiet,
-          warn: (f: object, m: string) => console.error(m, f),
-          error: (f: object, m: string) => console.error(m, f)
-        }
-      : quiet,
+    logger: {
+      ...quiet,
+      warn: (f: object, m: string) => {
+        warnings.push(m)
+        if (process.env.VERBOSE) console.error(m, f)
+      },
+      error: (f: object, m: string) => {
+        if (process.env.VERBOSE) console.error(m, f)
+      }
+    },
     env: {},
     handler: async message => {
       await new Promise(resolve => setTimeout(resolve, 5))
       handled.add(`${message.partition}:${message.offset}`)
     }
   })
-  return { consumer, handled }
+  return { consumer, handled, warnings }
 }
