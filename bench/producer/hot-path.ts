@@ -3,12 +3,15 @@
  * acknowledgement on the next turn of the event loop, so what is left is Kafkit (prepare, buffer,
  * batch, settle, promises) and the garbage it makes. A development tool for the hot path, not a
  * benchmark of Kafka: `node --conditions=development bench/producer/hot-path.ts [messages]`.
- * Env: MODE=send (per-message send(), default) or MODE=batch (sendBatch of 500), BUF (bufferMemory).
+ * Env: MODE=send (per-message send(), default) or MODE=batch (sendBatch of 500), BUF (bufferMemory),
+ * ACK_MS (acknowledge after this many ms instead of the next turn: records then live as long as a
+ * real request's round trip, which decides how many survive a scavenge).
  */
 import { bytesSerde } from '../../src/message/serde.ts'
 import { Producer } from '../../src/producer/index.ts'
 
 const total = Number(process.argv[2] ?? 1_000_000)
+const ACK_MS = Number(process.env.ACK_MS ?? 0)
 const producer = new Producer<Buffer>({
   brokers: ['127.0.0.1:1'],
   topic: 't',
@@ -23,7 +26,11 @@ const client = producer.client as unknown as Record<string, unknown>
 client.send = (options: { messages: unknown[] }) => {
   const offset = base
   base += BigInt(options.messages.length)
-  return new Promise(resolve => setImmediate(() => resolve({ offsets: [{ topic: 't', partition: 0, offset }] })))
+  const ack = () => ({ offsets: [{ topic: 't', partition: 0, offset }] })
+  return new Promise(resolve => {
+    if (ACK_MS > 0) setTimeout(() => resolve(ack()), ACK_MS)
+    else setImmediate(() => resolve(ack()))
+  })
 }
 client.metadata = () => Promise.resolve({ topics: new Map([['t', { partitionsCount: 1 }]]) })
 client.close = () => Promise.resolve()

@@ -9,10 +9,13 @@
  * of each client is reported.
  *
  * Env: MESSAGES (default 200000), ROUNDS (default 3), KAFKA_BROKERS (else a local Kafka on port
- * 9192 is started for the run and stopped after, or reused when one already runs there).
- * Writes bench/results/producer.json: every run, the medians, and `ratios` (kafkit/raw,
+ * 9192 is started for the run and stopped after, or reused when one already runs there), CLIENTS
+ * (comma-separated subset, default all), BENCH_NODE_FLAGS (extra flags for the Node client
+ * processes, e.g. `--cpu-prof`), RESULT_NAME (default `producer`).
+ * Writes bench/results/<RESULT_NAME>.json: every run, the medians, `ratios` (kafkit/raw,
  * kafkit/kafkajs, kafkit/java: each the lowest across the compression settings; kafkit means
- * `sendBatch`, the like-for-like call; `kafkit-send/*` is the per-message send()).
+ * `sendBatch`, the like-for-like call; `kafkit-send/*` is the per-message send()) and `perRound`
+ * (kafkit/raw within each round and compression: runs minutes apart see different loads).
  */
 import { execFile, spawn } from 'node:child_process'
 import { randomInt } from 'node:crypto'
@@ -32,8 +35,14 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const PORT = 9192
 const compressions = ['none', 'lz4'] as const
 const nodeClients = ['raw', 'kafkit-batch', 'kafkit-send', 'kafkit-defaults', 'kafkajs'] as const
-const clients = [...nodeClients, 'java'] as const
-type Client = (typeof clients)[number]
+const allClients = [...nodeClients, 'java'] as const
+type Client = (typeof allClients)[number]
+const only = process.env.CLIENTS?.split(',').filter(Boolean)
+const unknownClients = only?.filter(name => !(allClients as readonly string[]).includes(name)) ?? []
+if (unknownClients.length > 0) {
+  throw new Error(`CLIENTS names unknown client(s) ${unknownClients.join(', ')}; known: ${allClients.join(', ')}`)
+}
+const clients = only ? allClients.filter(client => only.includes(client)) : allClients
 
 let brokers = process.env.KAFKA_BROKERS?.split(',').filter(Boolean)
 let startedHere = false
@@ -67,6 +76,7 @@ async function nodeClient(client: string, compression: string, topic: string): P
     process.execPath,
     [
       '--conditions=development',
+      ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
       join(import.meta.dirname, 'client.ts'),
       client,
       compression,
@@ -199,11 +209,26 @@ for (const client of clients) {
   })
   console.log(`${client.padEnd(16)} ${cells.join('   ')}`)
 }
+/** kafkit/raw (sendBatch over raw) within each round, per compression. */
+const perRound = Array.from({ length: ROUNDS }, (_, i) => {
+  const of = (client: string, compression: string) =>
+    runs.find(r => r.round === i + 1 && r.client === client && r.compression === compression)?.msgsPerSec ?? Number.NaN
+  return {
+    round: i + 1,
+    ...Object.fromEntries(compressions.map(c => [`kafkit/raw ${c}`, of('kafkit-batch', c) / of('raw', c)]))
+  }
+})
+
 console.log('\nratios (lowest across compressions):')
 for (const [name, value] of Object.entries(ratios)) console.log(`  ${name.padEnd(20)} ${value.toFixed(3)}`)
+console.log(`per round (kafkit/raw ${compressions.join(', ')}):`)
+for (const r of perRound) {
+  const cells = compressions.map(c => (r as Record<string, number>)[`kafkit/raw ${c}`]?.toFixed(3))
+  console.log(`  round ${r.round}: ${cells.join('  ')}`)
+}
 
 await mkdir(join(import.meta.dirname, '..', 'results'), { recursive: true })
-const file = join(import.meta.dirname, '..', 'results', 'producer.json')
+const file = join(import.meta.dirname, '..', 'results', `${process.env.RESULT_NAME ?? 'producer'}.json`)
 await writeFile(
   file,
   `${JSON.stringify(
@@ -225,7 +250,8 @@ await writeFile(
       machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), loadBefore, loadAfter: loadavg() },
       runs,
       medians,
-      ratios
+      ratios,
+      perRound
     },
     null,
     2

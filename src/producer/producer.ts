@@ -1017,6 +1017,13 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     counters.messagesSent += sent
     counters.bytesSent += bytes
     counters.batchesSent++
+    // Let go of the records now. Objects that referenced this array (the client's request, the
+    // callbacks above) may already sit in the old generation, and a dead old object still counts as a
+    // root to the scavenger until the next full GC: without this, records that died young were
+    // copied and promoted. Measured with 500,000 messages: 422 bytes promoted per message before,
+    // 173 after (raw @platformatic/kafka: 169).
+    records.length = 0
+    batch.records.length = 0
     this.#breaker?.success()
     this.#afterRelease()
     this.#notifySettled()
