@@ -737,7 +737,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     while (this.#admissionHead < queue.length) {
       const record = queue[this.#admissionHead] as PendingRecord
       if (record.state === SETTLED) {
-        this.#admissionHead++
+        queue[this.#admissionHead++] = undefined as unknown as PendingRecord
         continue
       }
       const info = this.#topics.get(record.topic)
@@ -746,14 +746,18 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
         break
       }
       if (this.#bufferedBytes + record.size > this.config.bufferMemory && this.#bufferedMessages > 0) break
-      this.#admissionHead++
+      // Each slot lets go of its record when it leaves the queue, and the array is reused or cut
+      // down, not just replaced: an array already in the old generation would otherwise keep its
+      // records alive through scavenges until the next full GC (see #onSent).
+      queue[this.#admissionHead++] = undefined as unknown as PendingRecord
       this.#enqueue(record, info.partitions)
     }
     if (this.#admissionHead === queue.length) {
-      this.#admission = []
+      queue.length = 0
       this.#admissionHead = 0
     } else if (this.#admissionHead > 1024 && this.#admissionHead * 2 > queue.length) {
       this.#admission = queue.slice(this.#admissionHead)
+      queue.length = 0
       this.#admissionHead = 0
     }
   }

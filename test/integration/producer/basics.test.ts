@@ -195,3 +195,27 @@ test('acks 1 and 0 without idempotence, and every compression codec, read back i
     for (let i = 0; i < 20; i++) assert.ok(values.has(`${compression}-${i}-${text}`), `${compression} message ${i}`)
   }
 })
+
+test("a message sent from a 'failed' listener while waiting messages are admitted is sent once, and so are they", async t => {
+  const brokers = bootstrapServers()
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 1 })
+  t.after(drop)
+  const producer = new Producer<string>({ brokers, topic, env, valueSerde: stringSerde, lingerMs: 2 })
+  t.after(() => producer.close())
+  // The topic's partitions are not known yet: the three messages wait for them together, and the
+  // first fails (no partition 7) while the other two are still waiting.
+  let late: Promise<unknown> | undefined
+  producer.once('failed', () => {
+    late = producer.send({ value: 'late' })
+  })
+  const outcomes = await producer.sendBatch([{ value: 'bad', partition: 7 }, { value: 'one' }, { value: 'two' }])
+  assert.deepEqual(
+    outcomes.map(o => o.ok),
+    [false, true, true]
+  )
+  assert.ok(late)
+  await late
+  await producer.flush()
+  const records = await readTopic(brokers, topic, 3, { quietMs: 500 })
+  assert.deepEqual(records.map(r => r.value.toString()).sort(), ['late', 'one', 'two'], 'each sent once')
+})
