@@ -115,6 +115,7 @@ export class PartitionQueue<T extends Queued> {
     if (this.mode !== 'partition' || !this.eligible) return []
     const count = Math.min(max, this.#size)
     const batch = this.#fifo.slice(this.#fifoHead, this.#fifoHead + count)
+    this.#fifo.fill(undefined as unknown as T, this.#fifoHead, this.#fifoHead + count)
     this.#fifoHead += count
     this.#size -= count
     this.#compactFifo()
@@ -134,7 +135,7 @@ export class PartitionQueue<T extends Queued> {
   /** Drops everything waiting (revoke, stop); returns how many records were dropped. */
   clear(): number {
     const dropped = this.#size
-    this.#fifo = []
+    this.#fifo.length = 0
     this.#fifoHead = 0
     this.#lanes.clear()
     this.#ready = []
@@ -144,7 +145,9 @@ export class PartitionQueue<T extends Queued> {
   }
 
   #shiftFifo(): T {
-    const item = this.#fifo[this.#fifoHead++] as T
+    const item = this.#fifo[this.#fifoHead] as T
+    // The slot lets go of the record at once: it is not kept alive until the array is replaced.
+    this.#fifo[this.#fifoHead++] = undefined as unknown as T
     this.#size--
     this.#compactFifo()
     return item
@@ -152,10 +155,14 @@ export class PartitionQueue<T extends Queued> {
 
   #compactFifo(): void {
     if (this.#fifoHead === this.#fifo.length) {
-      this.#fifo = []
+      // Reused, not replaced: a replaced array that already sits in the old generation would keep
+      // whatever it still lists alive through scavenges until the next full GC.
+      this.#fifo.length = 0
       this.#fifoHead = 0
     } else if (this.#fifoHead > 1024 && this.#fifoHead * 2 > this.#fifo.length) {
-      this.#fifo = this.#fifo.slice(this.#fifoHead)
+      const old = this.#fifo
+      this.#fifo = old.slice(this.#fifoHead)
+      old.length = 0
       this.#fifoHead = 0
     }
   }
