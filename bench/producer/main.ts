@@ -213,18 +213,17 @@ for (const client of clients) {
 const perRound = Array.from({ length: ROUNDS }, (_, i) => {
   const of = (client: string, compression: string) =>
     runs.find(r => r.round === i + 1 && r.client === client && r.compression === compression)?.msgsPerSec ?? Number.NaN
-  return {
-    round: i + 1,
-    ...Object.fromEntries(compressions.map(c => [`kafkit/raw ${c}`, of('kafkit-batch', c) / of('raw', c)]))
-  }
+  const row: Record<string, number> = { round: i + 1 }
+  for (const c of compressions) row[`kafkit/raw ${c}`] = of('kafkit-batch', c) / of('raw', c)
+  return row
 })
 
 console.log('\nratios (lowest across compressions):')
 for (const [name, value] of Object.entries(ratios)) console.log(`  ${name.padEnd(20)} ${value.toFixed(3)}`)
 console.log(`per round (kafkit/raw ${compressions.join(', ')}):`)
 for (const r of perRound) {
-  const cells = compressions.map(c => (r as Record<string, number>)[`kafkit/raw ${c}`]?.toFixed(3))
-  console.log(`  round ${r.round}: ${cells.join('  ')}`)
+  const cells = compressions.map(c => r[`kafkit/raw ${c}`]?.toFixed(3))
+  console.log(`  round ${r.round ?? ''}: ${cells.join('  ')}`)
 }
 
 await mkdir(join(import.meta.dirname, '..', 'results'), { recursive: true })

@@ -10,6 +10,8 @@
  *
  * The global concurrency limit is the caller's business; this only says what is eligible.
  */
+import { Fifo } from '../util/fifo.ts'
+
 export type OrderingMode = 'partition' | 'key' | 'unordered'
 
 export interface Queued {
@@ -40,13 +42,11 @@ export function laneOf(key: Buffer | null | undefined): number {
 export class PartitionQueue<T extends Queued> {
   readonly mode: OrderingMode
   /** partition and unordered modes: one FIFO. */
-  #fifo: T[] = []
-  #fifoHead = 0
+  readonly #fifo = new Fifo<T>()
   /** key mode: one FIFO per key, and the keys whose lane is idle with work waiting, oldest first. */
   readonly #lanes = new Map<number, T[]>()
   readonly #busyLanes = new Set<number>()
-  #ready: number[] = []
-  #readyHead = 0
+  readonly #ready = new Fifo<number>()
   #size = 0
   #inFlight = 0
 
@@ -85,22 +85,19 @@ export class PartitionQueue<T extends Queued> {
     if (this.#size === 0) return false
     if (this.mode === 'partition') return this.#inFlight === 0
     if (this.mode === 'unordered') return true
-    return this.#readyHead < this.#ready.length
+    return this.#ready.size > 0
   }
 
   /** Starts the next eligible record; call `release(item)` when it settled. */
   next(): T | undefined {
     if (!this.eligible) return undefined
     if (this.mode !== 'key') {
-      const item = this.#shiftFifo()
+      const item = this.#fifo.shift() as T
+      this.#size--
       this.#inFlight++
       return item
     }
-    const lane = this.#ready[this.#readyHead++] as number
-    if (this.#readyHead > 1024 && this.#readyHead * 2 > this.#ready.length) {
-      this.#ready = this.#ready.slice(this.#readyHead)
-      this.#readyHead = 0
-    }
+    const lane = this.#ready.shift() as number
     const waiting = this.#lanes.get(lane) as T[]
     const item = waiting.shift() as T
     if (waiting.length === 0) this.#lanes.delete(lane)
@@ -113,12 +110,8 @@ export class PartitionQueue<T extends Queued> {
   /** Partition mode only: starts up to `max` consecutive records as one batch. */
   nextBatch(max: number): T[] {
     if (this.mode !== 'partition' || !this.eligible) return []
-    const count = Math.min(max, this.#size)
-    const batch = this.#fifo.slice(this.#fifoHead, this.#fifoHead + count)
-    this.#fifo.fill(undefined as unknown as T, this.#fifoHead, this.#fifoHead + count)
-    this.#fifoHead += count
-    this.#size -= count
-    this.#compactFifo()
+    const batch = this.#fifo.take(max)
+    this.#size -= batch.length
     this.#inFlight++
     return batch
   }
@@ -135,35 +128,10 @@ export class PartitionQueue<T extends Queued> {
   /** Drops everything waiting (revoke, stop); returns how many records were dropped. */
   clear(): number {
     const dropped = this.#size
-    this.#fifo.length = 0
-    this.#fifoHead = 0
+    this.#fifo.clear()
     this.#lanes.clear()
-    this.#ready = []
-    this.#readyHead = 0
+    this.#ready.clear()
     this.#size = 0
     return dropped
-  }
-
-  #shiftFifo(): T {
-    const item = this.#fifo[this.#fifoHead] as T
-    // The slot lets go of the record at once: it is not kept alive until the array is replaced.
-    this.#fifo[this.#fifoHead++] = undefined as unknown as T
-    this.#size--
-    this.#compactFifo()
-    return item
-  }
-
-  #compactFifo(): void {
-    if (this.#fifoHead === this.#fifo.length) {
-      // Reused, not replaced: a replaced array that already sits in the old generation would keep
-      // whatever it still lists alive through scavenges until the next full GC.
-      this.#fifo.length = 0
-      this.#fifoHead = 0
-    } else if (this.#fifoHead > 1024 && this.#fifoHead * 2 > this.#fifo.length) {
-      const old = this.#fifo
-      this.#fifo = old.slice(this.#fifoHead)
-      old.length = 0
-      this.#fifoHead = 0
-    }
   }
 }

@@ -47,6 +47,7 @@ import { isTooLarge, isTransient, partitionOutcomes } from './outcome.ts'
 import { PartitionChooser, type PartitionerFunction, type PartitionerName } from './partitioners.ts'
 import { ProducerTransaction } from './transaction.ts'
 import type { CloseOptions, CloseReport, FailedMessage, SendOptions, SendOutcome, SendResult } from './types.ts'
+import { Fifo } from '../util/fifo.ts'
 
 type Bytes = MessageToProduce<Buffer, Buffer, Buffer, Buffer>
 // The client's Transaction class is not exported by name; its type comes from beginTransaction().
@@ -248,8 +249,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
   readonly #loading = new Set<string>()
   readonly #headerNames = new Map<string, Buffer>()
 
-  #admission: PendingRecord[] = []
-  #admissionHead = 0
+  readonly #admission = new Fifo<PendingRecord>()
   #open: Batch | undefined
   readonly #ready: Batch[] = []
   readonly #inFlight = new Set<Batch>()
@@ -400,7 +400,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
       breakerTrips: this.#breaker?.trips ?? 0,
       breakerState: this.#breaker?.state ?? 'closed',
       buffered: {
-        messages: this.#bufferedMessages + (this.#admission.length - this.#admissionHead),
+        messages: this.#bufferedMessages + this.#admission.size,
         bytes: this.#bufferedBytes
       },
       inFlight: this.#inFlight.size
@@ -579,7 +579,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     }
     const info = this.#topics.get(record.topic)
     const room = this.#bufferedBytes + record.size <= this.config.bufferMemory || this.#bufferedMessages === 0
-    if (this.#admissionHead === this.#admission.length && info !== undefined && room) {
+    if (this.#admission.size === 0 && info !== undefined && room) {
       if (info.refreshAt < record.enqueuedAt) this.#refreshTopic(record.topic, info)
       this.#enqueue(record, info.partitions)
     } else if (!room && this.config.bufferFullBehavior === 'fail') {
@@ -728,16 +728,16 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
   }
 
   #hasRoom(): boolean {
-    return this.#admissionHead === this.#admission.length && this.#bufferedBytes < this.config.bufferMemory
+    return this.#admission.size === 0 && this.#bufferedBytes < this.config.bufferMemory
   }
 
   /** Admits waiting records in order while there is room and their topic's partitions are known. */
   #drainAdmission(): void {
     const queue = this.#admission
-    while (this.#admissionHead < queue.length) {
-      const record = queue[this.#admissionHead] as PendingRecord
+    // Peeked afresh each time: what #enqueue sets off (a `failed` listener that sends) may admit too.
+    for (let record = queue.peek(); record !== undefined; record = queue.peek()) {
       if (record.state === SETTLED) {
-        queue[this.#admissionHead++] = undefined as unknown as PendingRecord
+        queue.shift()
         continue
       }
       const info = this.#topics.get(record.topic)
@@ -746,19 +746,8 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
         break
       }
       if (this.#bufferedBytes + record.size > this.config.bufferMemory && this.#bufferedMessages > 0) break
-      // Each slot lets go of its record when it leaves the queue, and the array is reused or cut
-      // down, not just replaced: an array already in the old generation would otherwise keep its
-      // records alive through scavenges until the next full GC (see #onSent).
-      queue[this.#admissionHead++] = undefined as unknown as PendingRecord
+      queue.shift()
       this.#enqueue(record, info.partitions)
-    }
-    if (this.#admissionHead === queue.length) {
-      queue.length = 0
-      this.#admissionHead = 0
-    } else if (this.#admissionHead > 1024 && this.#admissionHead * 2 > queue.length) {
-      this.#admission = queue.slice(this.#admissionHead)
-      queue.length = 0
-      this.#admissionHead = 0
     }
   }
 
@@ -785,8 +774,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
           retryable: transient,
           details: { topic }
         })
-        for (let i = this.#admissionHead; i < this.#admission.length; i++) {
-          const record = this.#admission[i] as PendingRecord
+        for (const record of this.#admission) {
           if (record.topic === topic && record.state !== SETTLED) this.#settleError(record, failure)
         }
       })
@@ -1230,7 +1218,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
 
   /** After memory was released: admit waiting records and wake `ready` waiters. */
   #afterRelease(): void {
-    if (this.#admissionHead < this.#admission.length) this.#drainAdmission()
+    if (this.#admission.size > 0) this.#drainAdmission()
     if (this.#readyWaiter !== undefined && this.#hasRoom()) {
       this.#readyWaiter.resolve()
       this.#readyWaiter = undefined
@@ -1317,8 +1305,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     const now = performance.now()
     const { sendTimeoutMs, maxBlockMs } = this.config
     let released = false
-    for (let i = this.#admissionHead; i < this.#admission.length; i++) {
-      const record = this.#admission[i] as PendingRecord
+    for (const record of this.#admission) {
       if (record.state === SETTLED) continue
       const waited = now - record.enqueuedAt
       if (waited <= Math.min(maxBlockMs, sendTimeoutMs)) break
@@ -1362,16 +1349,13 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     for (const batch of this.#inFlight) expire(batch, true)
     for (const batch of this.#ready) expire(batch, false)
     if (this.#open !== undefined) expire(this.#open, false)
-    if (released || this.#admissionHead < this.#admission.length) this.#afterRelease()
+    if (released || this.#admission.size > 0) this.#afterRelease()
   }
 
   /** Every record not settled yet: waiting, buffered, in flight or being dead-lettered. */
   #pendingRecords(): PendingRecord[] {
     const out: PendingRecord[] = []
-    for (let i = this.#admissionHead; i < this.#admission.length; i++) {
-      const record = this.#admission[i] as PendingRecord
-      if (record.state !== SETTLED) out.push(record)
-    }
+    for (const record of this.#admission) if (record.state !== SETTLED) out.push(record)
     const add = (batch: Batch) => {
       for (const record of batch.records) if (record.state !== SETTLED) out.push(record)
     }
