@@ -47,7 +47,7 @@ import { isTransient } from '../producer/outcome.ts'
 import { ensureTopics } from '../topology/topic-plan.ts'
 import { commitInGeneration, type CommitIdentity } from './commit.ts'
 import { closeGroupClient, consumeStream } from './consume-stream.ts'
-import { decodeRecord, type RawRecord } from './decode.ts'
+import { DecodeFailure, decodeRecord, type RawRecord } from './decode.ts'
 import { ConsumerStateError, PartitionRevokedError, ConsumerStoppedError, ConsumerStreamClosedError } from './errors.ts'
 import { ConsumerMetricsRecorder, type ConsumerMetrics, type PartitionLag } from './metrics.ts'
 import { OffsetTracker } from './offset-tracker.ts'
@@ -57,6 +57,16 @@ import { CallWatchdog } from './watchdog.ts'
 
 /** Replayed dead-letter records meant for one group only carry this header (see `kafkit dlq replay`). */
 export const REPLAY_GROUP_HEADER = 'kafkit-replay-group'
+const REPLAY_GROUP_NAME = Buffer.from(REPLAY_GROUP_HEADER)
+
+/** Whether a fetched record names a replay group, read off the wire headers (no header map built). */
+function hasReplayHeader(record: RawRecord): boolean {
+  const entries = record.headerEntries
+  for (let i = 0; i < entries.length; i++) {
+    if ((entries[i] as [Buffer, Buffer])[0].equals(REPLAY_GROUP_NAME)) return true
+  }
+  return false
+}
 
 export type ConsumerHealth = 'idle' | 'starting' | 'running' | 'paused' | 'stopping' | 'stopped' | 'failed'
 
@@ -453,12 +463,19 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
    */
   #watchdog(): Middleware<V> {
     const calls = this.#calls
-    return next => (message, context) =>
-      new Promise<void>((resolve, reject) => {
+    return next => (message, context) => {
+      // The call #runOne began for this very message and is watching: the handler gets it as is.
+      const direct = calls.direct
+      if (direct !== undefined && direct.message === message && direct.parent === context.signal) {
+        calls.direct = undefined
+        return next(message, direct)
+      }
+      return new Promise<void>((resolve, reject) => {
         const call = calls.begin(message, context, !this.#partitionSignals.has(context.signal), reject)
         let running: Promise<void>
         try {
-          running = next(message, call)
+          // Promise.resolve: a handler from plain JavaScript may return nothing at all.
+          running = Promise.resolve(next(message, call))
         } catch (error) {
           // A handler that throws before returning a promise: the call is over (and the executor's
           // rejection handling sees the throw), so it leaves the watchdog's list now.
@@ -478,6 +495,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
           }
         )
       })
+    }
   }
 
   // ---- set-up --------------------------------------------------------------------------------------
@@ -748,7 +766,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     }
     if (state.revokedIn !== undefined || state.held || this.#inFlight >= this.config.concurrency.limit) return
     const record = state.queue.next()
-    if (record) void this.#runOne(state, record)
+    if (record) this.#runOne(state, record)
   }
 
   #pump(): void {
@@ -775,7 +793,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
           if (records.length > 0) void this.#runBatch(state, records)
         } else {
           const record = state.queue.next()
-          if (record) void this.#runOne(state, record)
+          if (record) this.#runOne(state, record)
         }
         progressed = true
       }
@@ -799,10 +817,69 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     }
   }
 
-  async #runOne(state: PartitionState, record: RawRecord): Promise<void> {
+  /**
+   * Runs one record. The common case (it decodes, no rerouting to ask, no breaker) makes the first
+   * attempt here and follows it with two callbacks: no async frame, no promise of its own and none for
+   * the watchdog (the call it is given is watched directly), which with a no-op handler was most of
+   * Kafkit's cost per record (bench/consumer/hot-path.ts). Anything else goes through #runSlow.
+   */
+  #runOne(state: PartitionState, record: RawRecord): void {
     this.#inFlight++
+    const decoded = decodeRecord(record, this.#serde)
+    const context = state.context
+    const handler =
+      decoded instanceof DecodeFailure || this.#route?.intercept !== undefined || hasReplayHeader(record)
+        ? undefined
+        : this.#executor.directHandler(context)
+    if (handler === undefined) {
+      void this.#runSlow(state, record, decoded)
+      return
+    }
+    const message = decoded as ConsumedMessage<V>
+    const calls = this.#calls
+    let over = false
+    const failed = (error: unknown): void => {
+      if (over) return
+      over = true
+      calls.end(call)
+      void this.#conclude(state, record, message, this.#executor.afterFirstFailure(message, context, error))
+    }
+    const call = calls.begin(message, context, false, failed)
+    // Middleware sees the partition's context, as on any attempt; the watchdog middleware, innermost,
+    // hands the handler this call instead of beginning one of its own.
+    calls.direct = call
+    let running: Promise<void>
     try {
-      const { message, error } = decodeRecord(record, this.#serde)
+      // Promise.resolve: a handler that returns nothing still ends on a later turn, never inside this call.
+      running = Promise.resolve(handler(message, context))
+    } catch (error) {
+      failed(error)
+      return
+    } finally {
+      calls.direct = undefined
+    }
+    running.then(() => {
+      if (over) return
+      over = true
+      calls.end(call)
+      try {
+        void this.#act(state, message, this.#executor.firstAttemptDone(message, context))
+      } catch (error) {
+        // A 'settled' listener that throws, say: logged, and the record's turn still ends.
+        this.#unexpected(record, error)
+      }
+      this.#finish(state, record, 1)
+    }, failed)
+  }
+
+  /** The per-record path for the rest: decode failures, replays for other groups, rerouting, a breaker. */
+  async #runSlow(
+    state: PartitionState,
+    record: RawRecord,
+    decoded: ConsumedMessage<V> | DecodeFailure<V>
+  ): Promise<void> {
+    try {
+      const { message, error } = decoded instanceof DecodeFailure ? decoded : { message: decoded, error: undefined }
       const context = state.context
       const target = message.headers.get(REPLAY_GROUP_HEADER)
       if (target !== undefined && target.toString() !== this.config.groupId) {
@@ -821,20 +898,44 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         error === undefined
           ? await this.#executor.execute(message, context)
           : this.#executor.rejectUndeserializable(message, error, context)
-      // The common verdict is settled here, without #apply's async frame.
-      if (outcome.kind === 'done') {
-        this.#metrics.recordAttempts(outcome)
-        this.#settle(state, record.offset, 'done')
-      } else await this.#apply(state, message, outcome)
+      await this.#act(state, message, outcome)
     } catch (error) {
-      // Only a bug gets here (the executor never rejects); the record stays unsettled and is redelivered.
-      this.#logger.error(
-        { topic: record.topic, partition: record.partition, offset: String(record.offset), err: String(error) },
-        'consumer: unexpected failure handling a record'
-      )
+      this.#unexpected(record, error)
     } finally {
       this.#finish(state, record, 1)
     }
+  }
+
+  /** A first attempt made by #runOne failed: the executor's retries and verdict, then the record's end. */
+  async #conclude(
+    state: PartitionState,
+    record: RawRecord,
+    message: ConsumedMessage<V>,
+    verdict: Promise<HandlingOutcome>
+  ): Promise<void> {
+    try {
+      await this.#act(state, message, await verdict)
+    } catch (error) {
+      this.#unexpected(record, error)
+    } finally {
+      this.#finish(state, record, 1)
+    }
+  }
+
+  /** Settles a done record at once; any other verdict goes through #apply. */
+  #act(state: PartitionState, message: ConsumedMessage<V>, outcome: HandlingOutcome): Promise<boolean> | undefined {
+    if (outcome.kind !== 'done') return this.#apply(state, message, outcome)
+    this.#metrics.recordAttempts(outcome)
+    this.#settle(state, message.offset, 'done')
+    return undefined
+  }
+
+  /** Only a bug gets here (the executor never rejects); the record stays unsettled and is redelivered. */
+  #unexpected(record: RawRecord, error: unknown): void {
+    this.#logger.error(
+      { topic: record.topic, partition: record.partition, offset: String(record.offset), err: String(error) },
+      'consumer: unexpected failure handling a record'
+    )
   }
 
   async #runBatch(state: PartitionState, records: RawRecord[]): Promise<void> {
@@ -843,7 +944,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       const context = { signal: state.controller.signal, groupId: this.config.groupId }
       const messages: ConsumedMessage<V>[] = []
       for (const record of records) {
-        const { message, error } = decodeRecord(record, this.#serde)
+        const decoded = decodeRecord(record, this.#serde)
+        const { message, error } = decoded instanceof DecodeFailure ? decoded : { message: decoded, error: undefined }
         const target = message.headers.get(REPLAY_GROUP_HEADER)
         if (target !== undefined && target.toString() !== this.config.groupId) {
           this.#settle(state, record.offset, 'skipped')

@@ -2,7 +2,7 @@
  * A fetched record as handlers see it (ConsumedMessage): headers as a map and in wire order, seed
  * 004's standard headers typed, the key decoded as strict UTF-8, the value through the serde, and the
  * raw bytes kept for dead-lettering. Decoding never throws: a record that does not decode comes back
- * with `error` set (and `value` undefined), so the runtime can dead-letter it with its raw bytes.
+ * as a DecodeFailure (its `value` undefined), so the runtime can dead-letter it with its raw bytes.
  */
 import type { Message } from '@platformatic/kafka'
 import type { ConsumedMessage } from '../handling/types.ts'
@@ -12,16 +12,71 @@ import { utf8Strict, type Serde } from '../message/serde.ts'
 
 export type RawRecord = Message<Buffer, Buffer, Buffer, Buffer>
 
-export interface Decoded<V> {
-  message: ConsumedMessage<V>
-  error?: DeserializationError
+/** A record that did not decode: the message as far as it went (value undefined) and why. */
+export class DecodeFailure<V> {
+  readonly message: ConsumedMessage<V>
+  readonly error: DeserializationError
+
+  constructor(message: ConsumedMessage<V>, error: DeserializationError) {
+    this.message = message
+    this.error = error
+  }
 }
 
 const NO_HEADERS: ReadonlyMap<string, Buffer> = new Map()
 const NO_ENTRIES: readonly (readonly [string, Buffer])[] = Object.freeze([])
 const NO_META = Object.freeze(readStandardHeaders(new Map()))
 
-export function decodeRecord<V>(record: RawRecord, serde: Serde<V>): Decoded<V> {
+/**
+ * Recent short ASCII keys by a hash of their bytes, so a key seen before costs a hash and a compare
+ * instead of a new string (Buffer#toString is most of decoding a record; keys repeat). Bounded: a
+ * slot holds the last key that hashed to it. Compared by character code, so nothing keeps a fetch's
+ * buffer alive; '' in an empty slot is also the right answer for a zero-length key.
+ */
+const KEY_SLOTS = 4096
+const SHORT_KEY = 64
+const recentKeys = new Array<string>(KEY_SLOTS).fill('')
+
+function decodeKey(bytes: Buffer): string {
+  const length = bytes.length
+  if (length > SHORT_KEY) return utf8Strict(bytes)
+  let hash = 0x811c9dc5
+  for (let i = 0; i < length; i++) {
+    const byte = bytes[i] as number
+    if (byte >= 0x80) return utf8Strict(bytes)
+    hash = Math.imul(hash ^ byte, 0x01000193)
+  }
+  const slot = (hash >>> 0) % KEY_SLOTS
+  const known = recentKeys[slot] as string
+  if (known.length === length) {
+    let same = true
+    for (let i = 0; i < length; i++) {
+      if (known.charCodeAt(i) !== bytes[i]) {
+        same = false
+        break
+      }
+    }
+    if (same) return known
+  }
+  // ASCII is valid UTF-8, and latin1 decodes it to the same string, faster.
+  const key = bytes.toString('latin1')
+  recentKeys[slot] = key
+  return key
+}
+
+/** Records of one batch often share a timestamp: the last conversion from bigint is kept. */
+let lastStamp = -1n
+let lastStampMs = -1
+
+function stampMs(timestamp: bigint): number {
+  if (timestamp !== lastStamp) {
+    lastStamp = timestamp
+    lastStampMs = Number(timestamp)
+  }
+  return lastStampMs
+}
+
+export function decodeRecord<V>(record: RawRecord, serde: Serde<V>): ConsumedMessage<V> | DecodeFailure<V> {
   // Most records carry no headers: share one empty map and one empty meta instead of building them.
   let headers = NO_HEADERS
   let headerEntries = NO_ENTRIES
@@ -40,7 +95,7 @@ export function decodeRecord<V>(record: RawRecord, serde: Serde<V>): Decoded<V> 
   let value: V | undefined
   let error: DeserializationError | undefined
   try {
-    if (raw.key !== null) key = utf8Strict(raw.key)
+    if (raw.key !== null) key = decodeKey(raw.key)
     value = raw.value === null ? (null as V) : serde.deserialize(raw.value)
   } catch (cause) {
     const what = key === null && raw.key !== null ? 'key is not valid UTF-8' : 'value could not be deserialized'
@@ -51,7 +106,7 @@ export function decodeRecord<V>(record: RawRecord, serde: Serde<V>): Decoded<V> 
     topic: record.topic,
     partition: record.partition,
     offset: record.offset,
-    timestamp: new Date(Number(record.timestamp)),
+    timestamp: new Date(stampMs(record.timestamp)),
     key,
     value: value as V,
     headers,
@@ -59,5 +114,5 @@ export function decodeRecord<V>(record: RawRecord, serde: Serde<V>): Decoded<V> 
     meta,
     raw
   }
-  return error === undefined ? { message } : { message, error }
+  return error === undefined ? message : new DecodeFailure(message, error)
 }

@@ -16,5 +16,5 @@ export { consumerOptions, type ConsumerOptions, type ConsumerConfig } from './op
 export { ConsumerStateError, PartitionRevokedError, ConsumerStoppedError } from './errors.ts'
 export { OffsetTracker } from './offset-tracker.ts'
 export { PartitionQueue, type OrderingMode } from './partition-queue.ts'
-export { decodeRecord, type Decoded } from './decode.ts'
+export { DecodeFailure, decodeRecord } from './decode.ts'
 export type { ConsumerMetrics, PartitionLag, PartitionMetrics } from './metrics.ts'

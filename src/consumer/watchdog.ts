@@ -72,6 +72,11 @@ export class CallWatchdog {
   #head: HandlerCall | undefined
   #tail: HandlerCall | undefined
   #timer: NodeJS.Timeout | undefined
+  /**
+   * The call a runtime began for the handler call it is making right now, for the watchdog middleware
+   * to hand on instead of beginning another (set around that synchronous call only).
+   */
+  direct: HandlerCall | undefined = undefined
 
   constructor(limitMs: number) {
     this.limitMs = limitMs

@@ -26,7 +26,7 @@
 import { ConfigError } from '../errors/kafkit-error.ts'
 import { backoffDelay, sleep, type BackoffOptions } from '../resilience/backoff.ts'
 import type { ConsumerCircuitBreaker, BreakerPermit } from './consumer-breaker.ts'
-import { positionOf, publishHandlerEvent } from './diagnostics.ts'
+import { handlerChannel, positionOf, publishHandlerEvent } from './diagnostics.ts'
 import { classifyError, DeserializationError, explicitKind, type ErrorKind } from './errors.ts'
 import { defaultLogger, type HandlingLogger } from './logger.ts'
 import { handlerExecutorOptions, type HandlerExecutorOptions } from './options.ts'
@@ -92,6 +92,11 @@ export interface HandlerExecutorInit<V = unknown> extends HandlerExecutorOptions
 
 const DONE_FIRST_TRY: HandlingOutcome = Object.freeze({ kind: 'done', attempts: 1 })
 
+/** The context of a first attempt: the caller's own object when it already says `attempt: 1`. */
+function firstAttempt(context: ExecutionContext): HandlerContext {
+  return context.attempt === 1 ? (context as HandlerContext) : { ...context, attempt: 1 }
+}
+
 function describe(error: unknown): { code?: unknown; name?: unknown; message: string } {
   if (error instanceof Error) {
     return { code: (error as { code?: unknown }).code, name: error.name, message: error.message }
@@ -147,25 +152,53 @@ export class HandlerExecutor<V = unknown> {
 
   /** Runs one message to a verdict. Never rejects (a handler failure is an outcome, not an exception). */
   execute(message: ConsumedMessage<V>, context: ExecutionContext): Promise<HandlingOutcome> {
-    const handler = this.#handler
-    if (!handler) return Promise.reject(new ConfigError('handler executor: execute() needs `handler`'))
-    const run = (attempt: number) =>
-      handler(message, attempt === context.attempt ? (context as HandlerContext) : { ...context, attempt })
-    if (this.#breaker || context.signal.aborted) return this.#attempts(message, 1, context, run)
+    const handler = this.directHandler(context)
+    if (handler === undefined) {
+      if (!this.#handler) return Promise.reject(new ConfigError('handler executor: execute() needs `handler`'))
+      return this.#attempts(message, 1, context, this.#runner(message, context))
+    }
     // Most first attempts succeed, and without a breaker to ask they need none of the retry loop's
     // machinery (an async frame and its awaits per message, measurable with a no-op handler); a failed
     // first attempt goes on in the loop, as if it had run there.
     let first: Promise<void>
     try {
-      first = Promise.resolve(run(1))
+      first = Promise.resolve(handler(message, firstAttempt(context)))
     } catch (error) {
       // A handler that throws before returning a promise (not an async function).
-      return this.#attempts(message, 1, context, run, false, { error })
+      return this.afterFirstFailure(message, context, error)
     }
     return first.then(
-      () => this.#report(message, 1, context, DONE_FIRST_TRY),
-      (error: unknown) => this.#attempts(message, 1, context, run, false, { error })
+      () => this.firstAttemptDone(message, context),
+      (error: unknown) => this.afterFirstFailure(message, context, error)
     )
+  }
+
+  /**
+   * For a runtime that makes first attempts itself, without a promise of its own per message (the
+   * consumer's per-record path): the composed handler to call with an `attempt: 1` context, or
+   * undefined when the attempt must go through `execute()` (a circuit breaker to ask first, or the
+   * signal already aborted). The runtime then reports the attempt with `firstAttemptDone` or
+   * `afterFirstFailure`, exactly once.
+   */
+  directHandler(context: ExecutionContext): MessageHandler<V> | undefined {
+    return this.#breaker || context.signal.aborted ? undefined : this.#handler
+  }
+
+  /** The first attempt resolved: the `done` verdict, reported like `execute()` reports it. */
+  firstAttemptDone(message: ConsumedMessage<V>, context: ExecutionContext): HandlingOutcome {
+    return this.#report(message, 1, context, DONE_FIRST_TRY)
+  }
+
+  /** The first attempt failed with `error`: retries and the verdict, as `execute()` would go on. */
+  afterFirstFailure(message: ConsumedMessage<V>, context: ExecutionContext, error: unknown): Promise<HandlingOutcome> {
+    return this.#attempts(message, 1, context, this.#runner(message, context), false, { error })
+  }
+
+  #runner(message: ConsumedMessage<V>, context: ExecutionContext): (attempt: number) => Promise<void> {
+    const handler = this.#handler
+    if (!handler) throw new ConfigError('handler executor: execute() needs `handler`')
+    return attempt =>
+      handler(message, attempt === context.attempt ? (context as HandlerContext) : { ...context, attempt })
   }
 
   /** Runs consecutive messages of one partition through the batch handler. Never rejects either. */
@@ -364,6 +397,8 @@ export class HandlerExecutor<V = unknown> {
     context: ExecutionContext,
     outcome: O
   ): O {
+    // The common case, without building the event's closure when nobody listens.
+    if (outcome.kind === 'done' && !handlerChannel.hasSubscribers) return outcome
     if (outcome.kind === 'business') {
       this.#logger.warn(
         { ...this.#fields(message, count, context), attempts: outcome.attempts, err: describe(outcome.error) },

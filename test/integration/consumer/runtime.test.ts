@@ -347,22 +347,29 @@ test('batch linger: a partition waits up to batchLingerMs to fill its batch', as
   assert.deepEqual(sizes, [60])
 })
 
+/** A consumer of `topic` from the start with a 300 ms max poll interval and one quick retry. */
+function watched(topic: string) {
+  return {
+    brokers: brokers(),
+    groupId: uniqueName('group'),
+    topics: [topic],
+    startOffset: 'earliest' as const,
+    ensureTopics: false,
+    maxPollIntervalMs: 300,
+    maxRetries: 1,
+    retryBackoff: { baseMs: 1, maxMs: 1 },
+    logger: quiet,
+    env: {}
+  }
+}
+
 test('max poll interval: a call running longer fails as a transient timeout, its signal aborts, and the retry goes on', async t => {
   const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
   t.after(drop)
   await produceKeyed(brokers(), topic, 3, { keys: 1 })
   const reasons: unknown[] = []
   const consumer = new Consumer<{ seq: number }>({
-    brokers: brokers(),
-    groupId: uniqueName('group'),
-    topics: [topic],
-    startOffset: 'earliest',
-    ensureTopics: false,
-    maxPollIntervalMs: 300,
-    maxRetries: 1,
-    retryBackoff: { baseMs: 1, maxMs: 1 },
-    logger: quiet,
-    env: {},
+    ...watched(topic),
     handler: (message, { attempt, signal }) => {
       if (message.value.seq !== 1 || attempt > 1) return Promise.resolve()
       // Hangs and ignores its signal (only records why it was aborted): the watchdog must fail it.
@@ -376,4 +383,50 @@ test('max poll interval: a call running longer fails as a transient timeout, its
   assert.equal(consumer.metrics().retried, 1)
   assert.equal(consumer.metrics().deadLettered, 0)
   assert.equal((reasons[0] as { code?: string } | undefined)?.code, 'KAFKIT_HANDLER_TIMEOUT')
+})
+
+test('first attempts: a handler that returns nothing or throws at once, middleware that awaits before calling on, a throwing settled listener: each record settles once, and hung calls still time out', async t => {
+  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  t.after(drop)
+  await produceKeyed(brokers(), topic, 6, { keys: 1 })
+  const calls: string[] = []
+  const timeouts: unknown[] = []
+  let listenerThrew = false
+  const consumer = new Consumer<{ seq: number }>({
+    ...watched(topic),
+    // Odd records reach the handler a turn later, after the call for them was begun.
+    middleware: [
+      next => async (message, context) => {
+        if (message.value.seq % 2 === 1) await sleep(1)
+        return next(message, context)
+      }
+    ],
+    handler: ((message: { value: { seq: number } }, { attempt, signal }: { attempt: number; signal: AbortSignal }) => {
+      const { seq } = message.value
+      calls.push(`${seq}/${attempt}`)
+      if (attempt === 1 && seq === 2) throw new TransientError('thrown before any promise')
+      if (attempt === 1 && (seq === 3 || seq === 4)) {
+        // Hangs, ignoring its signal (3 behind the awaiting middleware, 4 not): the watchdog must fail it.
+        signal.addEventListener('abort', () => timeouts.push((signal.reason as { code?: string }).code))
+        return new Promise<void>(() => undefined)
+      }
+      // Returns nothing at all (not a promise), like a plain synchronous function.
+      return undefined
+    }) as unknown as (message: unknown) => Promise<void>
+  })
+  consumer.on('settled', () => {
+    if (listenerThrew) return
+    listenerThrew = true
+    throw new Error('a listener bug')
+  })
+  await consumer.start()
+  await waitFor(() => consumer.metrics().processed >= 6, 30_000)
+  await consumer.stop()
+  assert.ok(listenerThrew)
+  assert.deepEqual(calls.sort(), ['0/1', '1/1', '2/1', '2/2', '3/1', '3/2', '4/1', '4/2', '5/1'])
+  assert.deepEqual(timeouts, ['KAFKIT_HANDLER_TIMEOUT', 'KAFKIT_HANDLER_TIMEOUT'])
+  const metrics = consumer.metrics()
+  assert.equal(metrics.processed, 6)
+  assert.equal(metrics.retried, 3)
+  assert.equal(metrics.deadLettered, 0)
 })
