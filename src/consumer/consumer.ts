@@ -63,7 +63,9 @@ const REPLAY_GROUP_NAME = Buffer.from(REPLAY_GROUP_HEADER)
 function hasReplayHeader(record: RawRecord): boolean {
   const entries = record.headerEntries
   for (let i = 0; i < entries.length; i++) {
-    if ((entries[i] as [Buffer, Buffer])[0].equals(REPLAY_GROUP_NAME)) return true
+    const name = (entries[i] as [Buffer, Buffer])[0]
+    // The length first: no standard header name is as long, and equals() is a native call.
+    if (name.length === REPLAY_GROUP_NAME.length && name.equals(REPLAY_GROUP_NAME)) return true
   }
   return false
 }

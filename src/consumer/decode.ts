@@ -9,6 +9,7 @@ import type { ConsumedMessage } from '../handling/types.ts'
 import { DeserializationError } from '../handling/errors.ts'
 import { readStandardHeaders, type StandardHeaders } from '../message/headers.ts'
 import { utf8Strict, type Serde } from '../message/serde.ts'
+import { internAscii } from '../util/ascii-intern.ts'
 
 export type RawRecord = Message<Buffer, Buffer, Buffer, Buffer>
 
@@ -27,65 +28,16 @@ const NO_HEADERS: ReadonlyMap<string, Buffer> = new Map()
 const NO_ENTRIES: readonly (readonly [string, Buffer])[] = Object.freeze([])
 const NO_META = Object.freeze(readStandardHeaders(new Map()))
 
-/**
- * Recent short ASCII keys by a hash of their bytes, so a key seen before costs a hash and a compare
- * instead of a new string (Buffer#toString is most of decoding a record; keys repeat). Bounded: a
- * slot holds the last key that hashed to it. Compared by character code, so nothing keeps a fetch's
- * buffer alive; '' in an empty slot is also the right answer for a zero-length key.
- */
-const KEY_SLOTS = 4096
-const SHORT_KEY = 64
-const recentKeys = new Array<string>(KEY_SLOTS).fill('')
-
-function decodeKey(bytes: Buffer): string {
-  const length = bytes.length
-  if (length > SHORT_KEY) return utf8Strict(bytes)
-  let hash = 0x811c9dc5
-  for (let i = 0; i < length; i++) {
-    const byte = bytes[i] as number
-    if (byte >= 0x80) return utf8Strict(bytes)
-    hash = Math.imul(hash ^ byte, 0x01000193)
-  }
-  const slot = (hash >>> 0) % KEY_SLOTS
-  const known = recentKeys[slot] as string
-  if (known.length === length) {
-    let same = true
-    for (let i = 0; i < length; i++) {
-      if (known.charCodeAt(i) !== bytes[i]) {
-        same = false
-        break
-      }
-    }
-    if (same) return known
-  }
-  // ASCII is valid UTF-8, and latin1 decodes it to the same string, faster.
-  const key = bytes.toString('latin1')
-  recentKeys[slot] = key
-  return key
-}
-
-/** Records of one batch often share a timestamp: the last conversion from bigint is kept. */
-let lastStamp = -1n
-let lastStampMs = -1
-
-function stampMs(timestamp: bigint): number {
-  if (timestamp !== lastStamp) {
-    lastStamp = timestamp
-    lastStampMs = Number(timestamp)
-  }
-  return lastStampMs
-}
-
 export function decodeRecord<V>(record: RawRecord, serde: Serde<V>): ConsumedMessage<V> | DecodeFailure<V> {
   // Most records carry no headers: share one empty map and one empty meta instead of building them.
   let headers = NO_HEADERS
   let headerEntries = NO_ENTRIES
   let meta: StandardHeaders = NO_META
   if (record.headerEntries.length > 0) {
-    headerEntries = record.headerEntries.map(([name, value]) => [name.toString(), value] as const)
-    const map = new Map(headerEntries)
-    headers = map
-    meta = readStandardHeaders(map)
+    // Header names repeat from record to record: one string per name (src/util/ascii-intern.ts).
+    headerEntries = record.headerEntries.map(([name, value]) => [internAscii(name) ?? name.toString(), value] as const)
+    headers = new Map(headerEntries)
+    meta = readStandardHeaders(headerEntries)
   }
   const raw = { key: record.key ?? null, value: record.value ?? null }
   // Key and value are decoded before the message object is built, so every message is created with its
@@ -95,7 +47,7 @@ export function decodeRecord<V>(record: RawRecord, serde: Serde<V>): ConsumedMes
   let value: V | undefined
   let error: DeserializationError | undefined
   try {
-    if (raw.key !== null) key = decodeKey(raw.key)
+    if (raw.key !== null) key = utf8Strict(raw.key)
     value = raw.value === null ? (null as V) : serde.deserialize(raw.value)
   } catch (cause) {
     const what = key === null && raw.key !== null ? 'key is not valid UTF-8' : 'value could not be deserialized'
@@ -106,7 +58,7 @@ export function decodeRecord<V>(record: RawRecord, serde: Serde<V>): ConsumedMes
     topic: record.topic,
     partition: record.partition,
     offset: record.offset,
-    timestamp: new Date(stampMs(record.timestamp)),
+    timestamp: new Date(Number(record.timestamp)),
     key,
     value: value as V,
     headers,
