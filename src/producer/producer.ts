@@ -25,7 +25,7 @@ import { isKafkitError } from '../errors/kafkit-error.ts'
 import { MessageBuilder, type OutgoingMessage } from '../message/builder.ts'
 import { StandardHeader } from '../message/headers.ts'
 import { jsonSerde, type Serde } from '../message/serde.ts'
-import { newEventId } from '../message/uuid.ts'
+import { newEventIdBytes } from '../message/uuid.ts'
 import { backoffDelay } from '../resilience/backoff.ts'
 import { CircuitBreaker, type BreakerStateChange } from '../resilience/circuit-breaker.ts'
 import {
@@ -662,15 +662,18 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
       }
     }
     if (this.config.stampHeaders) {
+      // One clock reading for both headers.
+      const wall = Date.now()
       if (eventId === undefined) {
-        eventId = newEventId()
+        const idBytes = newEventIdBytes(wall)
+        eventId = idBytes.toString('latin1')
         headers ??= new Map()
-        headers.set(EVENT_ID, Buffer.from(eventId, 'latin1'))
+        headers.set(EVENT_ID, idBytes)
         size += EVENT_ID.length + 36 + 2
       }
       if (!hasTimestamp) {
         headers ??= new Map()
-        const stamp = timestampHeader(Date.now())
+        const stamp = timestampHeader(wall)
         headers.set(TIMESTAMP, stamp)
         size += TIMESTAMP.length + stamp.length + 2
       }

@@ -1,10 +1,10 @@
 /** The message builder: standard headers (seed 004), generated UUIDv7 event ids, RFC 3339 timestamps. */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { validate, version } from 'uuid'
+import { parse, stringify, validate, version } from 'uuid'
 import { message, MessageBuilder } from '../../../src/message/builder.ts'
 import { readStandardHeaders } from '../../../src/message/headers.ts'
-import { newEventId } from '../../../src/message/uuid.ts'
+import { newEventId, newEventIdBytes } from '../../../src/message/uuid.ts'
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/
 
@@ -71,4 +71,9 @@ test('UUIDv7 ids are valid, unique and sort in creation order', () => {
   for (let i = 1; i < ids.length; i++)
     assert.ok((ids[i - 1] as string) < (ids[i] as string), `id ${i} sorts after ${i - 1}`)
   assert.ok(ids.every(id => validate(id) && version(id) === 7))
+  // The text is written byte by byte here: it must be the package's own canonical (lower-case) form.
+  assert.ok(ids.every(id => stringify(parse(id)) === id))
+  const bytes = newEventIdBytes()
+  assert.equal(bytes.length, 36)
+  assert.ok(validate(bytes.toString('latin1')) && bytes.toString('latin1') > (ids.at(-1) as string))
 })
