@@ -18,7 +18,9 @@
  *    Map<string, Buffer>, `meta` = readStandardHeaders(headers), `key`/`value` decoded. If decoding
  *    throws, call `executor.rejectUndeserializable(message /* value undefined *\/, error, ctx)`;
  *    otherwise `await executor.execute(message, { signal, groupId })`. Both never reject. `signal`
- *    must abort on stop and when the message's partition is revoked.
+ *    must abort on stop and when the message's partition is revoked. A runtime that wants no promise
+ *    of its own per message may make the first attempt itself: `executor.directHandler(ctx)` (undefined:
+ *    use `execute`), then exactly one of `firstAttemptDone` or `afterFirstFailure` (src/consumer does).
  * 3. Act on `outcome.kind`:
  *      done, business → the offset may be committed (business was logged already);
  *      dead-letter    → `await dlq.write(message, outcome, { signal })`, and only after it resolves
