@@ -1,5 +1,5 @@
 /**
- * Strings for short ASCII byte runs that repeat (record keys, header names, an event type or source):
+ * Strings for short ASCII byte runs that repeat (header names, an event type, a source):
  * a bounded table of the last string seen per hash slot, so a run seen before costs a hash and a
  * compare instead of a new string (Buffer#toString is a native call, about 100 ns for a few bytes on
  * the benchmark machine). Each hit is checked character by character, so a run is never confused with
