@@ -59,7 +59,11 @@ import { CallWatchdog } from './watchdog.ts'
 export const REPLAY_GROUP_HEADER = 'kafkit-replay-group'
 const REPLAY_GROUP_NAME = Buffer.from(REPLAY_GROUP_HEADER)
 
-/** Whether a fetched record names a replay group, read off the wire headers (no header map built). */
+/**
+ * Whether a fetched record names a replay group, read off the wire headers. (Asking the decoded
+ * message's header map instead, even the shared empty one, made the per-record path about 15 % slower
+ * in bench/consumer/hot-path.ts.)
+ */
 function hasReplayHeader(record: RawRecord): boolean {
   const entries = record.headerEntries
   for (let i = 0; i < entries.length; i++) {

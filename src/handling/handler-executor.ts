@@ -92,9 +92,9 @@ export interface HandlerExecutorInit<V = unknown> extends HandlerExecutorOptions
 
 const DONE_FIRST_TRY: HandlingOutcome = Object.freeze({ kind: 'done', attempts: 1 })
 
-/** The context of a first attempt: the caller's own object when it already says `attempt: 1`. */
-function firstAttempt(context: ExecutionContext): HandlerContext {
-  return context.attempt === 1 ? (context as HandlerContext) : { ...context, attempt: 1 }
+/** The context of an attempt: the caller's own object when it already says that attempt. */
+function attemptContext(context: ExecutionContext, attempt: number): HandlerContext {
+  return context.attempt === attempt ? (context as HandlerContext) : { ...context, attempt }
 }
 
 function describe(error: unknown): { code?: unknown; name?: unknown; message: string } {
@@ -162,7 +162,7 @@ export class HandlerExecutor<V = unknown> {
     // first attempt goes on in the loop, as if it had run there.
     let first: Promise<void>
     try {
-      first = Promise.resolve(handler(message, firstAttempt(context)))
+      first = Promise.resolve(handler(message, attemptContext(context, 1)))
     } catch (error) {
       // A handler that throws before returning a promise (not an async function).
       return this.afterFirstFailure(message, context, error)
@@ -197,8 +197,7 @@ export class HandlerExecutor<V = unknown> {
   #runner(message: ConsumedMessage<V>, context: ExecutionContext): (attempt: number) => Promise<void> {
     const handler = this.#handler
     if (!handler) throw new ConfigError('handler executor: execute() needs `handler`')
-    return attempt =>
-      handler(message, attempt === context.attempt ? (context as HandlerContext) : { ...context, attempt })
+    return attempt => handler(message, attemptContext(context, attempt))
   }
 
   /** Runs consecutive messages of one partition through the batch handler. Never rejects either. */
