@@ -363,23 +363,38 @@ function watched(topic: string) {
   }
 }
 
-test('max poll interval: a call running longer fails as a transient timeout, its signal aborts, and the retry goes on', async t => {
+test('max poll interval: a call running longer fails as a transient timeout, its signal aborts, and the retry goes on in order', async t => {
   const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
   t.after(drop)
-  await produceKeyed(brokers(), topic, 3, { keys: 1 })
+  await produceKeyed(brokers(), topic, 4, { keys: 1 })
   const reasons: unknown[] = []
+  const finished: string[] = []
+  const settled: bigint[] = []
+  let lateReturn: Promise<void> | undefined
   const consumer = new Consumer<{ seq: number }>({
     ...watched(topic),
     handler: (message, { attempt, signal }) => {
-      if (message.value.seq !== 1 || attempt > 1) return Promise.resolve()
-      // Hangs and ignores its signal (only records why it was aborted): the watchdog must fail it.
+      if (message.value.seq !== 1 || attempt > 1) {
+        finished.push(`${message.value.seq}#${attempt}`)
+        return Promise.resolve()
+      }
+      // Ignores its signal (only records why it was aborted) and returns long after the watchdog
+      // failed it: the retry and the records behind it must not wait for it, nor run twice when it
+      // returns at last.
       signal.addEventListener('abort', () => reasons.push(signal.reason))
-      return new Promise<void>(() => undefined)
+      lateReturn = new Promise<void>(resolve => setTimeout(resolve, 1500))
+      return lateReturn
     }
   })
+  consumer.on('settled', ({ offset }) => settled.push(offset))
   await consumer.start()
-  await waitFor(() => consumer.metrics().processed >= 3, 30_000)
+  await waitFor(() => consumer.metrics().processed >= 4, 30_000)
+  assert.deepEqual(finished, ['0#1', '1#2', '2#1', '3#1'], 'partition order kept through the timeout and retry')
+  await lateReturn
+  await sleep(200)
   await consumer.stop()
+  assert.deepEqual(settled, [0n, 1n, 2n, 3n], 'each record settles once, in order, the late return changing nothing')
+  assert.equal(consumer.metrics().processed, 4)
   assert.equal(consumer.metrics().retried, 1)
   assert.equal(consumer.metrics().deadLettered, 0)
   assert.equal((reasons[0] as { code?: string } | undefined)?.code, 'KAFKIT_HANDLER_TIMEOUT')
