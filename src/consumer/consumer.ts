@@ -885,10 +885,10 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     decoded: ConsumedMessage<V> | DecodeFailure<V>
   ): Promise<void> {
     try {
-      const { message, error } = decoded instanceof DecodeFailure ? decoded : { message: decoded, error: undefined }
+      const message = decoded instanceof DecodeFailure ? decoded.message : decoded
+      const error = decoded instanceof DecodeFailure ? decoded.error : undefined
       const context = state.context
-      const target = message.headers.get(REPLAY_GROUP_HEADER)
-      if (target !== undefined && target.toString() !== this.config.groupId) {
+      if (this.#replayedElsewhere(record, message)) {
         this.#settle(state, record.offset, 'skipped')
         return
       }
@@ -910,6 +910,12 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     } finally {
       this.#finish(state, record, 1)
     }
+  }
+
+  /** A replayed dead-letter record meant for another group (`kafkit dlq replay --group`): skipped here. */
+  #replayedElsewhere(record: RawRecord, message: ConsumedMessage<V>): boolean {
+    if (!hasReplayHeader(record)) return false
+    return message.headers.get(REPLAY_GROUP_HEADER)?.toString() !== this.config.groupId
   }
 
   /** A first attempt made by #runOne failed: the executor's retries and verdict, then the record's end. */
@@ -951,13 +957,11 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       const messages: ConsumedMessage<V>[] = []
       for (const record of records) {
         const decoded = decodeRecord(record, this.#serde)
-        const { message, error } = decoded instanceof DecodeFailure ? decoded : { message: decoded, error: undefined }
-        const target = message.headers.get(REPLAY_GROUP_HEADER)
-        if (target !== undefined && target.toString() !== this.config.groupId) {
-          this.#settle(state, record.offset, 'skipped')
-        } else if (error !== undefined) {
-          await this.#apply(state, message, this.#executor.rejectUndeserializable(message, error, context))
-        } else messages.push(message)
+        const message = decoded instanceof DecodeFailure ? decoded.message : decoded
+        if (this.#replayedElsewhere(record, message)) this.#settle(state, record.offset, 'skipped')
+        else if (decoded instanceof DecodeFailure) {
+          await this.#apply(state, message, this.#executor.rejectUndeserializable(message, decoded.error, context))
+        } else messages.push(decoded)
       }
       if (messages.length > 0) {
         const outcome: BatchOutcome = await this.#executor.executeBatch(messages, context)

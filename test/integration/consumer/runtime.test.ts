@@ -232,38 +232,49 @@ test('batch handler: consecutive records of one partition; a failing record is s
   assert.deepEqual(JSON.parse(dead[0]?.value.toString() ?? '{}'), { key: 'key-3', seq: 7 })
 })
 
-test('replayed records meant for another group are skipped and committed; lag returns to 0', async t => {
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
-  t.after(drop)
-  const groupId = uniqueName('group')
-  await produceKeyed(brokers(), topic, 5, { keys: 1 })
-  await produceKeyed(brokers(), topic, 3, { keys: 1, start: 5, headers: { 'kafkit-replay-group': 'someone-else' } })
-  await produceKeyed(brokers(), topic, 2, { keys: 1, start: 8, headers: { 'kafkit-replay-group': groupId } })
-  const handled: number[] = []
-  const consumer = new Consumer<{ seq: number }>({
-    brokers: brokers(),
-    groupId,
-    topics: [topic],
-    startOffset: 'earliest',
-    ensureTopics: false,
-    logger: quiet,
-    handler: message => {
-      handled.push(message.value.seq)
-      return Promise.resolve()
-    }
+for (const kind of ['handler', 'batch handler'] as const) {
+  test(`replayed records meant for another group are skipped and committed; lag returns to 0 (${kind})`, async t => {
+    const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+    t.after(drop)
+    const groupId = uniqueName('group')
+    await produceKeyed(brokers(), topic, 5, { keys: 1 })
+    await produceKeyed(brokers(), topic, 3, { keys: 1, start: 5, headers: { 'kafkit-replay-group': 'someone-else' } })
+    await produceKeyed(brokers(), topic, 2, { keys: 1, start: 8, headers: { 'kafkit-replay-group': groupId } })
+    const handled: number[] = []
+    const consumer = new Consumer<{ seq: number }>({
+      brokers: brokers(),
+      groupId,
+      topics: [topic],
+      startOffset: 'earliest',
+      ensureTopics: false,
+      logger: quiet,
+      ...(kind === 'handler'
+        ? {
+            handler: message => {
+              handled.push(message.value.seq)
+              return Promise.resolve()
+            }
+          }
+        : {
+            batchHandler: messages => {
+              for (const message of messages) handled.push(message.value.seq)
+              return Promise.resolve()
+            }
+          })
+    })
+    await consumer.start()
+    await waitFor(() => consumer.metrics().processed + consumer.metrics().skipped >= 10, 60_000)
+    await consumer.commit()
+    const lag = await consumer.lag()
+    await consumer.stop()
+    assert.deepEqual(handled, [0, 1, 2, 3, 4, 8, 9])
+    assert.equal(consumer.metrics().skipped, 3)
+    assert.deepEqual(
+      lag.map(entry => entry.lag),
+      [0n]
+    )
   })
-  await consumer.start()
-  await waitFor(() => consumer.metrics().processed + consumer.metrics().skipped >= 10, 60_000)
-  await consumer.commit()
-  const lag = await consumer.lag()
-  await consumer.stop()
-  assert.deepEqual(handled, [0, 1, 2, 3, 4, 8, 9])
-  assert.equal(consumer.metrics().skipped, 3)
-  assert.deepEqual(
-    lag.map(entry => entry.lag),
-    [0n]
-  )
-})
+}
 
 test('bad configuration fails at construction with the key named', () => {
   assert.throws(
