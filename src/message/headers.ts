@@ -109,10 +109,9 @@ function timestampMs(value: HeaderValue): number {
 export function readStandardHeaders(
   headers: Map<string, HeaderValue> | Record<string, HeaderValue> | Iterable<readonly [string, HeaderValue]>
 ): StandardHeaders {
+  // A Map iterates as its entries; a plain object has no iterator.
   const entries: Iterable<readonly [string, HeaderValue]> =
-    headers instanceof Map || Symbol.iterator in headers
-      ? (headers as Iterable<readonly [string, HeaderValue]>)
-      : Object.entries(headers)
+    Symbol.iterator in headers ? (headers as Iterable<readonly [string, HeaderValue]>) : Object.entries(headers)
   let eventId: string | undefined
   let eventType: string | undefined
   let correlationId: string | undefined

@@ -28,6 +28,7 @@ import { jsonSerde, type Serde } from '../message/serde.ts'
 import { newEventIdBytes } from '../message/uuid.ts'
 import { backoffDelay } from '../resilience/backoff.ts'
 import { CircuitBreaker, type BreakerStateChange } from '../resilience/circuit-breaker.ts'
+import { Fifo } from '../util/fifo.ts'
 import {
   BufferFullError,
   CircuitOpenError,
@@ -47,7 +48,6 @@ import { isTooLarge, isTransient, partitionOutcomes } from './outcome.ts'
 import { PartitionChooser, type PartitionerFunction, type PartitionerName } from './partitioners.ts'
 import { ProducerTransaction } from './transaction.ts'
 import type { CloseOptions, CloseReport, FailedMessage, SendOptions, SendOutcome, SendResult } from './types.ts'
-import { Fifo } from '../util/fifo.ts'
 
 type Bytes = MessageToProduce<Buffer, Buffer, Buffer, Buffer>
 // The client's Transaction class is not exported by name; its type comes from beginTransaction().
