@@ -36,6 +36,7 @@ import { DeadLetterWriter } from '../handling/dead-letter-writer.ts'
 import type { ErrorKind } from '../handling/errors.ts'
 import {
   HandlerExecutor,
+  type BatchExecutionContext,
   type BatchOutcome,
   type DeadLetterOutcome,
   type HandlingOutcome
@@ -49,7 +50,7 @@ import { commitInGeneration, type CommitIdentity } from './commit.ts'
 import { closeGroupClient, consumeStream } from './consume-stream.ts'
 import { DecodeFailure, decodeRecord, type RawRecord } from './decode.ts'
 import { ConsumerStateError, PartitionRevokedError, ConsumerStoppedError, ConsumerStreamClosedError } from './errors.ts'
-import { ConsumerMetricsRecorder, type ConsumerMetrics, type PartitionLag } from './metrics.ts'
+import { ConsumerMetricsRecorder, type ConsumerMetrics, type DeadLetterBlock, type PartitionLag } from './metrics.ts'
 import { OffsetTracker } from './offset-tracker.ts'
 import { consumerOptions, type ConsumerConfig, type ConsumerOptions } from './options.ts'
 import { PartitionQueue } from './partition-queue.ts'
@@ -132,6 +133,8 @@ export interface ConsumerEvents {
   commit: [{ offsets: { topic: string; partition: number; offset: bigint }[]; latencyMs: number }]
   /** One record reached a verdict (done, business, dead-letter after the DLQ acknowledged, skipped). */
   settled: [{ topic: string; partition: number; offset: bigint; outcome: SettledOutcome }]
+  /** A dead-letter write failed and is being retried; the partition commits nothing past the record meanwhile. */
+  blocked: [{ topic: string; partition: number } & DeadLetterBlock]
 }
 
 export type SettledOutcome = 'done' | 'business' | 'dead-letter' | 'skipped' | 'rerouted'
@@ -161,6 +164,8 @@ interface PartitionState {
   held?: boolean | undefined
   /** The execution context of this partition's records (one object, reused). */
   readonly context: { signal: AbortSignal; groupId: string; attempt: 1 }
+  /** A record whose dead-letter write keeps failing: nothing of this partition commits past it meanwhile. */
+  blocked?: DeadLetterBlock | undefined
 }
 
 /** A failing stream is replaced this many times in a row (1, 2, 3, 4, then 5 s apart) before the consumer fails. */
@@ -420,7 +425,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       queued: state.queue.size,
       inFlight: state.queue.inFlight,
       position: state.tracker.position,
-      committed: state.tracker.lastCommitted
+      committed: state.tracker.lastCommitted,
+      ...(state.blocked ? { blocked: { ...state.blocked } } : {})
     }))
     return this.#metrics.snapshot({
       health: this.#health,
@@ -953,32 +959,54 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   async #runBatch(state: PartitionState, records: RawRecord[]): Promise<void> {
     this.#inFlight++
     try {
-      const context = { signal: state.controller.signal, groupId: this.config.groupId }
+      // Messages the handler dead-lettered itself (context.deadLetter), by offset: how each settles, once
+      // known (undefined: not acknowledged, so it stays unsettled), awaited even if the handler did not.
+      let diverted: Map<bigint, Promise<SettledOutcome | undefined>> | undefined
+      const context: BatchExecutionContext<V> = {
+        signal: state.controller.signal,
+        groupId: this.config.groupId,
+        deadLetter: (message, error) => {
+          const divert = this.#divertFromBatch(state, message, error)
+          ;(diverted ??= new Map()).set(
+            message.offset,
+            divert.catch(() => undefined)
+          )
+          return divert.then(() => undefined)
+        }
+      }
+      const apply = async (message: ConsumedMessage<V>, outcome: HandlingOutcome): Promise<boolean> => {
+        const divert = outcome.kind === 'aborted' ? undefined : diverted?.get(message.offset)
+        if (divert === undefined) return this.#apply(state, message, outcome)
+        const settled = await divert
+        if (settled === undefined) return false
+        this.#metrics.recordAttempts(outcome)
+        this.#settle(state, message.offset, settled)
+        return true
+      }
       const messages: ConsumedMessage<V>[] = []
       for (const record of records) {
         const decoded = decodeRecord(record, this.#serde)
         const message = decoded instanceof DecodeFailure ? decoded.message : decoded
         if (this.#replayedElsewhere(record, message)) this.#settle(state, record.offset, 'skipped')
         else if (decoded instanceof DecodeFailure) {
-          await this.#apply(state, message, this.#executor.rejectUndeserializable(message, decoded.error, context))
+          // Dead-lettered before the handler sees the records after it; not acknowledged: nothing after it runs.
+          const outcome = this.#executor.rejectUndeserializable(message, decoded.error, context)
+          if (!(await this.#apply(state, message, outcome))) return
         } else messages.push(decoded)
       }
       if (messages.length > 0) {
-        const outcome: BatchOutcome = await this.#executor.executeBatch(messages, context)
-        if (outcome.kind === 'split') {
-          for (const [index, single] of outcome.outcomes.entries()) {
-            if (single.kind === 'aborted') break
-            await this.#apply(state, messages[index] as ConsumedMessage<V>, single)
-          }
-        } else if (outcome.kind === 'done') {
+        const outcome: BatchOutcome = await this.#executor.executeBatch(messages, context, (index, single) =>
+          apply(messages[index] as ConsumedMessage<V>, single)
+        )
+        if (outcome.kind === 'done' && diverted === undefined) {
           // The common verdict, settled without an await per message (#apply's async frame).
           for (const message of messages) {
             this.#metrics.recordAttempts(outcome)
             this.#settle(state, message.offset, 'done')
           }
-        } else {
+        } else if (outcome.kind !== 'split') {
           for (const message of messages) {
-            if (!(await this.#apply(state, message, outcome))) break
+            if (!(await apply(message, outcome))) break
           }
         }
       }
@@ -991,6 +1019,26 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     } finally {
       this.#finish(state, records[0] as RawRecord, records.length)
     }
+  }
+
+  /** A batch handler's context.deadLetter: the message diverted now, as a permanent failure. */
+  async #divertFromBatch(state: PartitionState, message: ConsumedMessage<V>, error: unknown): Promise<SettledOutcome> {
+    if (message.topic !== state.topic || message.partition !== state.partition) {
+      throw new ConfigError(
+        `consumer: context.deadLetter got ${message.topic}/${message.partition}@${message.offset}, which is not a message of this batch (${state.topic}/${state.partition})`
+      )
+    }
+    const now = new Date()
+    const outcome: DeadLetterOutcome = {
+      kind: 'dead-letter',
+      reason: 'permanent',
+      error,
+      attempts: 1,
+      firstFailureAt: now,
+      lastFailureAt: now
+    }
+    this.#metrics.recordAttempts(outcome)
+    return this.#divert(state, message, outcome)
   }
 
   /** Acts on one verdict; resolves false when the record stays unsettled (aborted, DLQ write failed). */
@@ -1019,58 +1067,80 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         }
         this.#settle(state, message.offset, 'business')
         return true
-      case 'dead-letter':
-        if (this.#route) {
-          let routed: 'rerouted' | 'dead-letter'
-          try {
-            routed = await this.#route.route(message, outcome, {
-              signal: state.controller.signal,
-              groupId: this.config.groupId
-            })
-          } catch (error) {
-            this.#logger.warn(
-              {
-                topic: message.topic,
-                partition: message.partition,
-                offset: String(message.offset),
-                err: String(error)
-              },
-              'consumer: rerouting a failed record was not acknowledged; it stays uncommitted and will be redelivered'
-            )
-            return false
-          }
-          if (routed === 'rerouted') {
-            this.#settle(state, message.offset, 'rerouted')
-            return true
-          }
-        }
-        if (this.config.onDeadLetter === 'stop') {
-          const cause = outcome.error as Error | undefined
-          this.#fail(
-            new ConsumerStoppedError(
-              `consumer stopped at ${message.topic}/${message.partition}@${message.offset}: ${cause?.message ?? String(cause)} (onDeadLetter is 'stop'; set it to 'dlq' to dead-letter such records and go on)`,
-              {
-                cause,
-                details: { topic: message.topic, partition: message.partition, offset: String(message.offset) }
-              }
-            )
-          )
-          return false
-        }
+      case 'dead-letter': {
+        let settled: SettledOutcome
         try {
-          await this.#writerFor(message.topic).write(message, outcome, { signal: state.controller.signal })
-        } catch (error) {
-          this.#logger.warn(
-            { topic: message.topic, partition: message.partition, offset: String(message.offset), err: String(error) },
-            'consumer: dead-letter write not acknowledged; the record stays uncommitted and will be redelivered'
-          )
+          settled = await this.#divert(state, message, outcome)
+        } catch {
           return false
         }
-        this.#settle(state, message.offset, 'dead-letter')
+        this.#settle(state, message.offset, settled)
         return true
+      }
       case 'aborted':
         return false
     }
+  }
+
+  /**
+   * Moves a failed record to its retry tier (failureRoute) or its dead-letter topic; resolves with how
+   * it settles once the broker acknowledged the record there. Rejects, leaving it unsettled (redelivered
+   * to the partition's next owner), when that did not happen: the write was aborted or gave up, or
+   * `onDeadLetter` is 'stop' (the consumer fails).
+   */
+  async #divert(
+    state: PartitionState,
+    message: ConsumedMessage<V>,
+    outcome: DeadLetterOutcome
+  ): Promise<SettledOutcome> {
+    const { signal } = state.controller
+    const position = { topic: message.topic, partition: message.partition, offset: String(message.offset) }
+    if (this.#route) {
+      try {
+        if ((await this.#route.route(message, outcome, { signal, groupId: this.config.groupId })) === 'rerouted') {
+          return 'rerouted'
+        }
+      } catch (error) {
+        this.#logger.warn(
+          { ...position, err: String(error) },
+          'consumer: rerouting a failed record was not acknowledged; it stays uncommitted and will be redelivered'
+        )
+        throw error
+      }
+    }
+    if (this.config.onDeadLetter === 'stop') {
+      const cause = outcome.error as Error | undefined
+      const stopped = new ConsumerStoppedError(
+        `consumer stopped at ${message.topic}/${message.partition}@${message.offset}: ${cause?.message ?? String(cause)} (onDeadLetter is 'stop'; set it to 'dlq' to dead-letter such records and go on)`,
+        { cause, details: position }
+      )
+      this.#fail(stopped)
+      throw stopped
+    }
+    const writer = this.#writerFor(message.topic)
+    try {
+      await writer.write(message, outcome, {
+        signal,
+        onWriteFailure: (attempt, error) => this.#blocked(state, message, writer.topic, attempt, error)
+      })
+    } catch (error) {
+      this.#logger.warn(
+        { ...position, err: String(error) },
+        'consumer: dead-letter write not acknowledged; the record stays uncommitted and will be redelivered'
+      )
+      throw error
+    } finally {
+      if (state.blocked?.offset === message.offset) state.blocked = undefined
+    }
+    return 'dead-letter'
+  }
+
+  /** A dead-letter write failed: the partition cannot commit past the record until it is acknowledged. */
+  #blocked(state: PartitionState, message: ConsumedMessage<V>, dlqTopic: string, attempts: number, error: unknown) {
+    const since = state.blocked?.offset === message.offset ? state.blocked.since : new Date()
+    const reason = error instanceof Error ? error.message : String(error)
+    state.blocked = { offset: message.offset, dlqTopic, attempts, since, error: reason }
+    this.emit('blocked', { topic: state.topic, partition: state.partition, ...state.blocked })
   }
 
   #settle(state: PartitionState, offset: bigint, outcome: SettledOutcome): void {

@@ -22,6 +22,19 @@ export interface PartitionMetrics {
   /** Next offset to commit (everything below settled), once a record settled. */
   position: bigint | undefined
   committed: bigint | undefined
+  /** Set while a record's dead-letter write keeps failing: the partition commits nothing past it meanwhile. */
+  blocked?: DeadLetterBlock
+}
+
+/** A record of a partition whose dead-letter record the broker has not acknowledged yet (it is being retried). */
+export interface DeadLetterBlock {
+  offset: bigint
+  dlqTopic: string
+  /** Failed writes so far. */
+  attempts: number
+  since: Date
+  /** The last write's error. */
+  error: string
 }
 
 export interface ConsumerMetrics {

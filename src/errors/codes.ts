@@ -46,8 +46,6 @@ export const errorCodes = {
     "A sink's mapping from record to row threw or a row was rejected by the database: dead-lettered (errorsTolerance all) or the sink stops (none).",
   KAFKIT_SINK_STOPPED:
     'A sink stopped on a bad record because errorsTolerance is none; the record and everything after it stay uncommitted.',
-  KAFKIT_SINK_BAD_RECORDS:
-    'A sink batch held bad records: its other rows were stored, and the batch is rerun one record at a time so only the bad ones are dead-lettered (or stop the sink).',
   KAFKIT_SINK_FEATURE_UNSUPPORTED:
     'The database server lacks a feature the sink was asked to use (e.g. an old ClickHouse without DateTime64 or insert deduplication tokens).',
   KAFKIT_CIRCUIT_OPEN:

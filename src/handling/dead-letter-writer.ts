@@ -83,9 +83,13 @@ export class DeadLetterWriter {
   async write(
     message: ConsumedMessage<unknown, unknown>,
     failure: FailureRecord,
-    options: { signal?: AbortSignal } = {}
+    options: {
+      signal?: AbortSignal
+      /** Told of each failed write (after it was logged), before the next one is tried. */
+      onWriteFailure?: (attempt: number, error: unknown) => void
+    } = {}
   ): Promise<DeadLetterReceipt> {
-    const { signal } = options
+    const { signal, onWriteFailure } = options
     const record = this.build(message, failure)
     // Each name is its own Buffer object, so a repeated original header stays repeated in the Map.
     const headers = new Map<Buffer, Buffer>()
@@ -137,6 +141,7 @@ export class DeadLetterWriter {
           },
           'dead-letter write failed: retrying (the message stays uncommitted)'
         )
+        onWriteFailure?.(attempt, error)
         const max = this.#config.maxWriteAttempts
         if (max !== undefined && attempt >= max) {
           throw new DeadLetterWriteError(

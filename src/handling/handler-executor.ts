@@ -22,6 +22,9 @@
  * permanently) then with `batchFailure: 'split'` (the default) each message is run alone, in order,
  * through the batch handler and gets its own outcome (`split`), so only the bad messages are
  * dead-lettered; with `batchFailure: 'dead-letter'` the outcome is `dead-letter` for every message.
+ * While splitting, the runtime acts on each message's outcome (its dead-letter record acknowledged)
+ * before the next message runs: a handler that stores offsets itself never stores one past a failed
+ * message whose dead-letter record is not yet durable.
  */
 import { ConfigError } from '../errors/kafkit-error.ts'
 import { backoffDelay, sleep, type BackoffOptions } from '../resilience/backoff.ts'
@@ -32,6 +35,7 @@ import { defaultLogger, type HandlingLogger } from './logger.ts'
 import { handlerExecutorOptions, type HandlerExecutorOptions } from './options.ts'
 import {
   compose,
+  type BatchContext,
   type BatchHandler,
   type ConsumedMessage,
   type HandlerContext,
@@ -62,7 +66,7 @@ export type HandlingOutcome =
 
 export type BatchOutcome =
   | HandlingOutcome
-  /** The batch failed as a whole; `outcomes[i]` is the outcome of `messages[i]` run alone. */
+  /** The batch failed as a whole; `outcomes[i]` is the outcome of `messages[i]` run alone (fewer when `each` ended the split). */
   | { readonly kind: 'split'; readonly failure: FailureRecord; readonly outcomes: readonly HandlingOutcome[] }
 
 /**
@@ -70,6 +74,15 @@ export type BatchOutcome =
  * already says `attempt: 1` is handed to the first attempt as it is (no copy per message).
  */
 export type ExecutionContext = Omit<HandlerContext, 'attempt'> & { attempt?: number }
+
+/** The same for a batch handler, whose context also lets it dead-letter single messages itself. */
+export type BatchExecutionContext<V = unknown> = Omit<BatchContext<V>, 'attempt'> & { attempt?: number }
+
+/**
+ * Called with each message's outcome while a failed batch is split, before the next message runs;
+ * resolves false to end the split there (the rest get no outcome: they stay unsettled).
+ */
+export type SplitOutcomeSink = (index: number, outcome: HandlingOutcome) => Promise<boolean>
 
 export interface HandlerExecutorInit<V = unknown> extends HandlerExecutorOptions {
   /** The per-message handler (an EventRouter's `handler()` fits). */
@@ -200,8 +213,15 @@ export class HandlerExecutor<V = unknown> {
     return attempt => handler(message, attemptContext(context, attempt))
   }
 
-  /** Runs consecutive messages of one partition through the batch handler. Never rejects either. */
-  async executeBatch(messages: readonly ConsumedMessage<V>[], context: ExecutionContext): Promise<BatchOutcome> {
+  /**
+   * Runs consecutive messages of one partition through the batch handler. Never rejects either. When
+   * the batch is split, `each` (if given) gets every message's outcome before the next message runs.
+   */
+  async executeBatch(
+    messages: readonly ConsumedMessage<V>[],
+    context: BatchExecutionContext<V>,
+    each?: SplitOutcomeSink
+  ): Promise<BatchOutcome> {
     const batchHandler = this.#batchHandler
     if (!batchHandler) throw new ConfigError('handler executor: executeBatch() needs `batchHandler`')
     const first = messages[0]
@@ -222,16 +242,17 @@ export class HandlerExecutor<V = unknown> {
       'batch failed: running its messages one at a time so only the failing ones are dead-lettered'
     )
     const outcomes: HandlingOutcome[] = []
-    for (const message of batch) {
+    for (const [index, message] of batch.entries()) {
       const single = await this.#attempts(message, 1, context, attempt =>
         batchHandler([message], { ...context, attempt })
       )
       // The DLQ record of a message should count every attempt it went through, batch ones included.
-      outcomes.push(
+      const outcome: HandlingOutcome =
         single.kind === 'dead-letter'
           ? { ...single, attempts: failure.attempts + single.attempts, firstFailureAt: failure.firstFailureAt }
           : single
-      )
+      outcomes.push(outcome)
+      if (each && !(await each(index, outcome))) break
     }
     publishHandlerEvent(() => ({
       type: 'outcome',

@@ -41,7 +41,14 @@
  * 7. Everything is published on the `kafkit:handler` diagnostics channel; `HandlerMetrics`
  *    aggregates it, so the runtime's own metrics may subscribe instead of instrumenting.
  */
-export type { ConsumedMessage, HandlerContext, MessageHandler, BatchHandler, Middleware } from './types.ts'
+export type {
+  ConsumedMessage,
+  HandlerContext,
+  MessageHandler,
+  BatchHandler,
+  BatchContext,
+  Middleware
+} from './types.ts'
 export { compose } from './types.ts'
 export {
   ErrorKind,

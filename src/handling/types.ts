@@ -40,8 +40,21 @@ export interface HandlerContext {
 
 export type MessageHandler<V = unknown> = (message: ConsumedMessage<V>, context: HandlerContext) => Promise<void>
 
+/** What a batch handler gets besides its messages. */
+export interface BatchContext<V = unknown> extends HandlerContext {
+  /**
+   * Takes one message of the batch out of it as failed for good: resolves once its dead-letter record
+   * (or, with retry tiers, its retry record) is acknowledged by the broker; rejects when it is not
+   * (the consumer stops, or `onDeadLetter` is 'stop'), and then the handler should fail the batch. When
+   * the handler resolves, that message settles as dead-lettered, the others as done. A handler that
+   * stores offsets itself (in its own database) must call this before it stores an offset past the
+   * message, so no offset ever passes a record whose failure is not yet durable.
+   */
+  deadLetter(message: ConsumedMessage<V>, error: unknown): Promise<void>
+}
+
 /** A batch handler gets consecutive messages of one partition; throwing fails the whole batch. */
-export type BatchHandler<V = unknown> = (messages: ConsumedMessage<V>[], context: HandlerContext) => Promise<void>
+export type BatchHandler<V = unknown> = (messages: ConsumedMessage<V>[], context: BatchContext<V>) => Promise<void>
 
 /** Middleware wraps a handler (undici `compose`, watermill router): `(next) => handler`. */
 export type Middleware<V = unknown> = (next: MessageHandler<V>) => MessageHandler<V>

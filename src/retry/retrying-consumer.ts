@@ -24,7 +24,8 @@ import { ConsumerStateError, ConsumerStoppedError } from '../consumer/errors.ts'
 import type { ConsumerMetrics } from '../consumer/metrics.ts'
 import { ConfigError } from '../errors/kafkit-error.ts'
 import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
-import type { MessageHandler } from '../handling/types.ts'
+import { PermanentError } from '../handling/errors.ts'
+import type { BatchHandler, MessageHandler } from '../handling/types.ts'
 import { ensureTopics, type TopicSpec } from '../topology/topic-plan.ts'
 import { KeyOrderGate } from './key-order-gate.ts'
 import { retryOptions, type RetryConfig, type RetryOptions } from './options.ts'
@@ -64,6 +65,26 @@ function mentions(error: unknown, what: string, depth = 0): boolean {
   const inner: unknown[] = Array.isArray(errors) ? (errors as unknown[]) : []
   return [...inner, cause].some(child => mentions(child, what, depth + 1))
 }
+/**
+ * A batch handler run on one message at a time (retry tiers deliver records one by one). Its message
+ * can only be dead-lettered once the handler has ended, through the tier's own failure route, so
+ * context.deadLetter rejects with a permanent error (the handler should fail with it; if it swallows
+ * it, the call fails with it anyway).
+ */
+function oneMessageBatch<V>(batchHandler: BatchHandler<V>): MessageHandler<V> {
+  return async (message, context) => {
+    let failed: PermanentError | undefined
+    await batchHandler([message], {
+      ...context,
+      deadLetter: (_message, error) => {
+        failed ??= new PermanentError(error instanceof Error ? error.message : String(error), { cause: error })
+        return Promise.reject(failed)
+      }
+    })
+    if (failed) throw failed
+  }
+}
+
 const UNEXPECTED = 'consumer: unexpected failure handling a record'
 const DEAD_LETTER_VERDICT = 'message failed: it goes to the dead-letter topic'
 
@@ -189,8 +210,7 @@ export class RetryingConsumer<V = unknown> {
 
     const perMessage: MessageHandler<V> | undefined =
       handler === undefined ? undefined : typeof handler === 'function' ? handler : handler.handler()
-    const userHandler: MessageHandler<V> =
-      perMessage ?? ((message, context) => (batchHandler as NonNullable<typeof batchHandler>)([message], context))
+    const userHandler: MessageHandler<V> = perMessage ?? oneMessageBatch(batchHandler as BatchHandler<V>)
     const tierInit = (groupId: string, topics: string[]): ConsumerInit<V> => ({
       ...rest,
       groupId,

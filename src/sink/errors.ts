@@ -32,14 +32,3 @@ export class SinkFeatureUnsupportedError extends KafkitError {
     super('KAFKIT_SINK_FEATURE_UNSUPPORTED', message, { retryable: false, ...options })
   }
 }
-
-/**
- * A batch held bad records (undecodable, mapping threw): the good rows are stored, and this failure
- * makes the consumer runtime rerun the batch one record at a time, so only the bad ones get a
- * dead-letter verdict. Never dead-lettered itself.
- */
-export class SinkBadRecordsError extends KafkitError {
-  constructor(message: string, options: KafkitErrorOptions = {}) {
-    super('KAFKIT_SINK_BAD_RECORDS', message, { retryable: false, ...options })
-  }
-}

@@ -5,11 +5,5 @@
  */
 export { Sink, type SinkInit, type SinkMapping, type SinkBatchReport, type SinkStats } from './sink.ts'
 export { sinkOptions, type SinkOptions, type SinkConfig } from './options.ts'
-export {
-  SinkWriteError,
-  SinkMappingError,
-  SinkStoppedError,
-  SinkFeatureUnsupportedError,
-  SinkBadRecordsError
-} from './errors.ts'
+export { SinkWriteError, SinkMappingError, SinkStoppedError, SinkFeatureUnsupportedError } from './errors.ts'
 export type { SinkRecord, SinkWriter, SinkWriteContext, SinkWriteResult, StoredOffset } from './types.ts'

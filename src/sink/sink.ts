@@ -1,5 +1,5 @@
 /**
- * The sink runner: Kafka to a database, seed 000's pipeline as a component, on Kafkit's consumer
+ * The sink runner: Kafka to a database, the log pipeline as a component, on Kafkit's consumer
  * runtime (src/consumer). The runtime fetches, collects consecutive records of one partition into a
  * batch (`batchSize` → `maxPollRecords`, `lingerMs` → `batchLingerMs`), retries a failed batch in
  * place, runs the circuit breaker, dead-letters, and commits a partition's offset only after the batch
@@ -7,15 +7,14 @@
  * (`valueSerde`), maps it to a row (or to no row) and hands the batch to a `SinkWriter`
  * (`kafkit/postgres`, `kafkit/clickhouse`, or the user's), which stores it in one transaction.
  *
- * Bad records (undecodable, mapping threw, row rejected by the database) are the runtime's dead-letter
- * verdicts: `errorsTolerance: 'all'` dead-letters them (onDeadLetter `dlq`), `'none'` stops the sink
- * before them (onDeadLetter `stop`, Connect's errors.tolerance=none). A batch handler can only succeed
- * or fail as a whole, so a batch with bad records is handled in two steps: the good rows are written
- * at once, then the handler fails the batch with a permanent `SinkBadRecordsError`; the runtime's
- * executor runs the batch again one record at a time, and the sink answers those calls from memory
- * (stored already: done; bad: its own error, so only it is dead-lettered) without touching the
- * database again. A batch the database rejects is also run record by record, and then each record is
- * written alone, so only the rejected rows are bad.
+ * Bad records (undecodable, mapping threw, row rejected by the database) are dead-lettered
+ * (`errorsTolerance: 'all'`) or stop the sink before them (`'none'`, Connect's errors.tolerance=none).
+ * The order of operations is what keeps every record stored or dead-lettered across crashes: the sink
+ * dead-letters a batch's bad records through the runtime (`context.deadLetter`, which resolves once
+ * the dead-letter topic acknowledged them) before it writes the batch, and an exactly-once write
+ * stores an offset past a bad record only after that. A batch the database rejects is halved, and
+ * each half written in turn, down to the rows it rejects; each of those is dead-lettered before the
+ * next write. Kafka offsets are committed by the runtime only after the handler resolved.
  *
  * Exactly-once writers store offsets themselves. The runtime cannot seek, so the sink loads the stored
  * offsets whenever partitions are (re)assigned and drops records below them inside the batch handler
@@ -27,9 +26,9 @@ import { isKafkitError } from '../errors/kafkit-error.ts'
 import type { ConsumerCircuitBreaker } from '../handling/consumer-breaker.ts'
 import { DeserializationError, type ErrorKind } from '../handling/errors.ts'
 import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
-import type { ConsumedMessage, HandlerContext } from '../handling/types.ts'
+import type { BatchContext, ConsumedMessage } from '../handling/types.ts'
 import { bytesSerde, jsonSerde, type Serde } from '../message/serde.ts'
-import { SinkBadRecordsError, SinkMappingError, SinkStoppedError } from './errors.ts'
+import { SinkMappingError, SinkStoppedError } from './errors.ts'
 import { sinkOptions, type SinkConfig, type SinkOptions } from './options.ts'
 import type { SinkRecord, SinkWriteResult, SinkWriter } from './types.ts'
 
@@ -84,10 +83,10 @@ interface PartitionWork {
   stored: bigint | undefined
   /** Records below this offset were handled by this process in this assignment (written, or known stored). */
   handledUpTo: bigint
-  /** Bad records of the last batch, by offset: what their one-record rerun throws. */
-  bad: Map<bigint, Error>
-  /** errorsTolerance none: the first bad record; nothing after it is written. */
-  stoppedAt: bigint | undefined
+  /** Bad records whose dead-letter record is acknowledged: a retried batch does not send them again. */
+  deadLettered: Set<bigint>
+  /** errorsTolerance none: the first bad record and why; nothing from it on is written. */
+  stop: { offset: bigint; error: Error } | undefined
 }
 
 /** What the handler did with a run of records of one partition, counted once a Kafka commit covers it. */
@@ -245,93 +244,135 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
 
   // ---- the batch handler -------------------------------------------------------------------------
 
-  async #handle(messages: ConsumedMessage<Buffer>[], context: HandlerContext): Promise<void> {
+  async #handle(messages: ConsumedMessage<Buffer>[], context: BatchContext<Buffer>): Promise<void> {
     const first = messages[0]
     const last = messages.at(-1)
     if (!first || !last) return
     const work = this.#workOf(context.signal)
-    // The executor running a batch again one record at a time after this handler failed it: the
-    // records are answered from what the first run found.
-    for (const message of messages) {
-      const bad = work.bad.get(message.offset)
-      if (bad) throw bad
-    }
-    if (work.stoppedAt !== undefined && last.offset > work.stoppedAt) {
+    const stop = work.stop
+    if (stop !== undefined && last.offset >= stop.offset) {
+      // errorsTolerance none, the runtime running the failed batch again one record at a time.
+      if (first.offset <= stop.offset) throw stop.error
       throw new SinkStoppedError(
-        `${this.writer.name}: ${first.topic}/${first.partition}@${first.offset} not written: the sink stops at offset ${work.stoppedAt} (errorsTolerance is none)`
+        `${this.writer.name}: ${first.topic}/${first.partition}@${first.offset} not written: the sink stops at offset ${stop.offset} (errorsTolerance is none)`
       )
     }
     if (last.offset < work.handledUpTo) return
-    work.bad = new Map()
 
     const from = this.writer.storesOffsets ? await this.#storedFrom(work, first, context.signal) : -1n
     const records: SinkRecord<Row>[] = []
-    const bad: { offset: bigint; error: Error }[] = []
+    const bad: { message: ConsumedMessage<Buffer>; error: Error }[] = []
     let alreadyStored = 0
-    let rows = 0
-    let stopAt: bigint | undefined
+    let deadLetteredBefore = 0
+    let stopAt: { message: ConsumedMessage<Buffer>; error: Error } | undefined
     for (const message of messages) {
       if (message.offset < from) {
         alreadyStored++
         continue
       }
-      let row: Row | null
-      try {
-        // Only an asynchronous mapping is awaited (an await per record costs a microtask turn).
-        const prepared = this.#prepare(message)
-        row = (isPromiseLike(prepared) ? await Promise.resolve(prepared).catch(mappingErrorThrown) : prepared) ?? null
-      } catch (error) {
-        bad.push({ offset: message.offset, error: error as Error })
-        if (this.config.errorsTolerance === 'none') {
-          stopAt = message.offset
-          break
+      let row: Row | null = null
+      // Dead-lettered by an earlier attempt at this batch (which then failed): not again.
+      if (work.deadLettered.has(message.offset)) deadLetteredBefore++
+      else {
+        try {
+          // Only an asynchronous mapping is awaited (an await per record costs a microtask turn).
+          const prepared = this.#prepare(message)
+          row = (isPromiseLike(prepared) ? await Promise.resolve(prepared).catch(mappingErrorThrown) : prepared) ?? null
+        } catch (error) {
+          if (this.config.errorsTolerance === 'none') {
+            stopAt = { message, error: error as Error }
+            break
+          }
+          bad.push({ message, error: error as Error })
         }
-        // Exactly-once: the offset moves past a dead-lettered record too.
-        records.push({ topic: message.topic, partition: message.partition, offset: message.offset, row: null })
-        continue
       }
-      if (row !== null) rows++
+      // A bad record stays in as a record without a row: an exactly-once writer stores its offset too.
       records.push({ topic: message.topic, partition: message.partition, offset: message.offset, row })
     }
-
-    let result: SinkWriteResult = { written: 0, skipped: 0, path: 'none' }
-    if (records.length > 0 && (rows > 0 || this.writer.storesOffsets)) {
-      try {
-        result = await this.writer.write(records, { signal: context.signal, groupId: this.config.groupId })
-      } catch (error) {
-        // errorsTolerance none: a record the database rejects alone is where the sink stops.
-        // A record the database rejects alone is a bad record: dead-lettered, or where the sink stops.
-        if (messages.length === 1 && this.#classify(error) === 'permanent') {
-          if (this.config.errorsTolerance === 'none') work.stoppedAt = first.offset
-          else this.#handled({ ...this.#emptyReport(first), records: 1, deadLettered: 1 })
-        }
-        throw error
-      }
-    }
-    work.handledUpTo = stopAt ?? last.offset + 1n
-    if (stopAt !== undefined) work.stoppedAt = stopAt
+    // Bad records first: their dead-letter records are acknowledged before any write stores an offset past them.
+    await Promise.all(bad.map(({ message, error }) => this.#deadLetter(work, message, error, context)))
+    const written = await this.#write(records, messages, work, context)
+    if (stopAt !== undefined) {
+      work.stop = { offset: stopAt.message.offset, error: stopAt.error }
+      work.handledUpTo = stopAt.message.offset
+    } else work.handledUpTo = last.offset + 1n
     const report: SinkBatchReport = {
       topic: first.topic,
       partition: first.partition,
       firstOffset: first.offset,
-      lastOffset: stopAt === undefined ? last.offset : stopAt - 1n,
+      lastOffset: stopAt === undefined ? last.offset : stopAt.message.offset - 1n,
       // Up to the stop point, the bad record itself excluded (it is never committed).
-      records: stopAt === undefined ? messages.length : records.length + alreadyStored,
-      written: result.written,
-      skipped: result.skipped,
-      deadLettered: stopAt === undefined ? bad.length : 0,
+      records: records.length + alreadyStored,
+      written: written.written,
+      skipped: written.skipped,
+      deadLettered: bad.length + written.rejected + deadLetteredBefore,
       alreadyStored,
-      path: result.path
+      path: written.path
     }
     this.#handled(report)
     await this.#afterWrite?.(report)
-    if (bad.length > 0) {
-      work.bad = new Map(bad.map(({ offset, error }) => [offset, error]))
-      throw new SinkBadRecordsError(
-        `${this.writer.name}: ${bad.length} bad record(s) in ${first.topic}/${first.partition}@${first.offset}-${last.offset}; the other rows are stored`,
-        { details: { topic: first.topic, partition: first.partition, offsets: bad.map(b => String(b.offset)) } }
-      )
+    if (stopAt !== undefined) throw stopAt.error
+  }
+
+  /**
+   * Writes `records` (consecutive, of one partition) in one transaction. When the database rejects
+   * them for good, it halves them and writes each half in turn, down to the one record it rejects:
+   * that record is dead-lettered (acknowledged) before the next write can store an offset past it, or
+   * it is where the sink stops (errorsTolerance none).
+   */
+  async #write(
+    records: SinkRecord<Row>[],
+    messages: readonly ConsumedMessage<Buffer>[],
+    work: PartitionWork,
+    context: BatchContext<Buffer>
+  ): Promise<SinkWriteResult & { rejected: number }> {
+    if (records.length === 0 || (!this.writer.storesOffsets && records.every(record => record.row === null))) {
+      return { written: 0, skipped: 0, path: 'none', rejected: 0 }
     }
+    try {
+      const result = await this.writer.write(records, { signal: context.signal, groupId: this.config.groupId })
+      return { ...result, rejected: 0 }
+    } catch (error) {
+      const only = records.length === 1 ? records[0] : undefined
+      if (this.#classify(error) !== 'permanent' || context.signal.aborted || only?.row === null) throw error
+      if (only === undefined) {
+        const half = records.length >>> 1
+        const left = await this.#write(records.slice(0, half), messages, work, context)
+        const right = await this.#write(records.slice(half), messages, work, context)
+        return {
+          written: left.written + right.written,
+          skipped: left.skipped + right.skipped,
+          path: right.path === 'none' ? left.path : right.path,
+          rejected: left.rejected + right.rejected
+        }
+      }
+      const message = messages.find(candidate => candidate.offset === only.offset) as ConsumedMessage<Buffer>
+      // Dead-lettered with the writer's own error (its code and the database's reason).
+      const rejected = error as Error
+      if (this.config.errorsTolerance === 'none') {
+        // Everything before it in this batch was written (halves go left to right).
+        work.stop = { offset: only.offset, error: rejected }
+        work.handledUpTo = only.offset
+        throw rejected
+      }
+      await this.#deadLetter(work, message, rejected, context)
+      // Exactly-once: its offset is stored now, with no row, in case no later write passes it.
+      const passed = this.writer.storesOffsets
+        ? await this.#write([{ ...only, row: null }], messages, work, context)
+        : undefined
+      return { written: 0, skipped: 0, path: passed?.path ?? 'none', rejected: 1 }
+    }
+  }
+
+  /** A bad record to the dead-letter topic through the runtime; resolves once the broker acknowledged it. */
+  async #deadLetter(
+    work: PartitionWork,
+    message: ConsumedMessage<Buffer>,
+    error: Error,
+    context: BatchContext<Buffer>
+  ): Promise<void> {
+    await context.deadLetter(message, error)
+    work.deadLettered.add(message.offset)
   }
 
   /** Decodes and maps one record; throws (a bad record) when either fails. */
@@ -357,7 +398,7 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
   #workOf(signal: AbortSignal): PartitionWork {
     let work = this.#work.get(signal)
     if (!work) {
-      work = { stored: undefined, handledUpTo: -1n, bad: new Map(), stoppedAt: undefined }
+      work = { stored: undefined, handledUpTo: -1n, deadLettered: new Set(), stop: undefined }
       this.#work.set(signal, work)
     }
     return work
@@ -389,9 +430,10 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
 
   #classify(error: unknown): ErrorKind | undefined {
     if (isKafkitError(error)) {
+      // Not acknowledged yet by the dead-letter topic: tried again, the records after it unwritten.
+      if (error.code === 'KAFKIT_DLQ_WRITE_FAILED') return 'transient'
       if (
         error.code === 'KAFKIT_SINK_MAPPING_FAILED' ||
-        error.code === 'KAFKIT_SINK_BAD_RECORDS' ||
         error.code === 'KAFKIT_SINK_STOPPED' ||
         error.code === 'KAFKIT_DESERIALIZATION_FAILED'
       ) {
@@ -405,21 +447,6 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
   }
 
   // ---- accounting ----------------------------------------------------------------------------------
-
-  #emptyReport(first: ConsumedMessage<Buffer>): SinkBatchReport {
-    return {
-      topic: first.topic,
-      partition: first.partition,
-      firstOffset: first.offset,
-      lastOffset: first.offset,
-      records: 0,
-      written: 0,
-      skipped: 0,
-      deadLettered: 0,
-      alreadyStored: 0,
-      path: 'none'
-    }
-  }
 
   #handled(report: SinkBatchReport): void {
     const { topic, partition, ...handled } = report

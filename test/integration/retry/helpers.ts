@@ -4,12 +4,27 @@ import { readTopicSnapshot } from '../../../src/operations/topic-snapshot.ts'
 
 export const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
+/** How an undecodable record's value starts; its id follows. */
+export const UNDECODABLE = 'not json: '
+
+/** The id of a record as produced by produceIds, from its value (undecodable ones included). */
+export function idOf(value: Buffer | null | undefined): number {
+  const text = String(value)
+  return text.startsWith(UNDECODABLE) ? Number(text.slice(UNDECODABLE.length)) : (JSON.parse(text) as { id: number }).id
+}
+
 /** Produces records `{ id, key, seq }` with ids 0..count-1 (idempotent, acks all), in id order per key. */
 export async function produceIds(
   brokers: string[],
   topic: string,
   count: number,
-  options: { keys?: number; key?: (id: number) => string | null; from?: number } = {}
+  options: {
+    keys?: number
+    key?: (id: number) => string | null
+    from?: number
+    /** Ids produced as a value that is not JSON (undecodable), instead of `{ id, key, seq }`. */
+    undecodable?: (id: number) => boolean
+  } = {}
 ): Promise<void> {
   const producer = new Producer({ clientId: 'kafkit-retry-test', bootstrapBrokers: brokers, idempotent: true })
   const keyOf = options.key ?? ((id: number) => `key-${id % (options.keys ?? 10)}`)
@@ -22,7 +37,7 @@ export async function produceIds(
         messages.push({
           topic,
           ...(key === null ? {} : { key: Buffer.from(key) }),
-          value: Buffer.from(JSON.stringify({ id, key }))
+          value: Buffer.from(options.undecodable?.(id) ? `${UNDECODABLE}${id}` : JSON.stringify({ id, key }))
         })
       }
       await producer.send({ messages, acks: -1 })

@@ -7,6 +7,8 @@
  * restart from the due time in the record's headers). Duplicates are expected (at-least-once) and
  * reported.
  *
+ * Some records are not JSON at all: they are dead-lettered before any handler runs, kills or not.
+ *
  * Sizes: KAFKIT_RETRY_KILL_RECORDS (default 1000), KAFKIT_RETRY_KILLS (default 5).
  */
 import assert from 'node:assert/strict'
@@ -17,12 +19,16 @@ import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
 import { deadLettered } from './failure-plan.ts'
-import { deleteFlowTopics, produceIds, readLedger, waitFor } from './helpers.ts'
+import { deleteFlowTopics, idOf, produceIds, readLedger, waitFor } from './helpers.ts'
 import { retryWorkerPool } from './worker-pool.ts'
 
 const records = Number(process.env.KAFKIT_RETRY_KILL_RECORDS ?? 1000)
 const kills = Number(process.env.KAFKIT_RETRY_KILLS ?? 5)
 const TIERS = [300, 600, 900]
+/** Records whose value is not JSON: dead-lettered before any handler runs. */
+const undecodable = (id: number) => id % 89 === 44
+/** Records that end in the DLQ: failed for good (permanent, or on every tier) or undecodable. */
+const endsDead = (id: number) => deadLettered(id, TIERS.length) || undecodable(id)
 
 test(`SIGKILL the retrying worker ${kills} times while ${records} records go through ${TIERS.length} tiers: nothing lost, no retry early`, async t => {
   const brokers = bootstrapServers()
@@ -42,7 +48,7 @@ test(`SIGKILL the retrying worker ${kills} times while ${records} records go thr
   let waitingAtKill = 0
   for (let i = 0; i < kills; i++) {
     const count = Math.min(perWave, records - produced)
-    await produceIds(brokers, topic, count, { keys: 50, from: produced })
+    await produceIds(brokers, topic, count, { keys: 50, from: produced, undecodable })
     produced += count
     const worker = start()
     const before = ledgerNow().attempts.length
@@ -59,10 +65,11 @@ test(`SIGKILL the retrying worker ${kills} times while ${records} records go thr
     // Records that failed and had not succeeded yet: waiting on a tier (or dead-lettered).
     waitingAtKill += [...failedLast.keys()].filter(id => !ended.has(id) && !deadLettered(id, TIERS.length)).length
   }
-  if (produced < records) await produceIds(brokers, topic, records - produced, { keys: 50, from: produced })
+  if (produced < records)
+    await produceIds(brokers, topic, records - produced, { keys: 50, from: produced, undecodable })
   const last = start()
   const ids = Array.from({ length: records }, (_v, id) => id)
-  const dead = ids.filter(id => deadLettered(id, TIERS.length))
+  const dead = ids.filter(endsDead)
   await waitFor(
     () => {
       const done = new Set(ledgerNow().successes.map(s => s.id))
@@ -77,7 +84,7 @@ test(`SIGKILL the retrying worker ${kills} times while ${records} records go thr
 
   const events = ledgerNow()
   const succeeded = new Set(events.successes.map(s => s.id))
-  const dlqIds = dlq.map(record => (JSON.parse(String(record.value)) as { id: number }).id)
+  const dlqIds = dlq.map(record => idOf(record.value))
   const inDlq = new Set(dlqIds)
   assert.deepEqual(
     ids.filter(id => !succeeded.has(id) && !inDlq.has(id)),

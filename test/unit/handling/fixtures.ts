@@ -53,5 +53,14 @@ export function captureLogger(): {
 
 export const context = (signal: AbortSignal = new AbortController().signal) => ({ signal, groupId: 'group-1' })
 
+/** A batch handler's context; its deadLetter records the offsets it was given. */
+export const batchContext = (deadLettered: bigint[] = []) => ({
+  ...context(),
+  deadLetter: (message: { offset: bigint }) => {
+    deadLettered.push(message.offset)
+    return Promise.resolve()
+  }
+})
+
 /** Lets a one-line handler run its side effect and resolve: `m => resolved(seen.push(m))`. */
 export const resolved = (_effect?: unknown): Promise<void> => Promise.resolve()

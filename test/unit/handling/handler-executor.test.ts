@@ -5,7 +5,7 @@ import { HANDLER_CHANNEL, type HandlerEvent } from '../../../src/handling/diagno
 import { BusinessError, DeserializationError, PermanentError, TransientError } from '../../../src/handling/errors.ts'
 import { HandlerExecutor } from '../../../src/handling/handler-executor.ts'
 import type { ConsumedMessage, HandlerContext } from '../../../src/handling/types.ts'
-import { captureLogger, consumed, context, resolved } from './fixtures.ts'
+import { batchContext, captureLogger, consumed, context, resolved } from './fixtures.ts'
 
 const fast = { retryBackoff: { baseMs: 1, maxMs: 4 } }
 
@@ -235,7 +235,7 @@ test('a batch is retried in place as a whole and done when it passes', async () 
       if (++calls < 3) throw new TransientError('db busy')
     }
   })
-  assert.deepEqual(await executor.executeBatch(batchOf(5), context()), { kind: 'done', attempts: 3 })
+  assert.deepEqual(await executor.executeBatch(batchOf(5), batchContext()), { kind: 'done', attempts: 3 })
 })
 
 test('a failing batch is split: only the poison message is dead-lettered, with the batch attempts counted', async t => {
@@ -251,7 +251,7 @@ test('a failing batch is split: only the poison message is dead-lettered, with t
       handled.push(...messages.map(m => (m.value as { n: number }).n))
     }
   })
-  const outcome = await executor.executeBatch(batchOf(4), context())
+  const outcome = await executor.executeBatch(batchOf(4), batchContext())
   assert.equal(outcome.kind, 'split')
   if (outcome.kind !== 'split') return
   assert.deepEqual(
@@ -266,6 +266,29 @@ test('a failing batch is split: only the poison message is dead-lettered, with t
   assert.deepEqual(outcomes, ['done:1', 'done:1', 'dead-letter:1', 'done:1', 'split:4'], 'no double count')
 })
 
+test('a split acts on each message before the next one runs, and ends where that fails', async () => {
+  const log: string[] = []
+  const executor = new HandlerExecutor({
+    ...fast,
+    maxRetries: 0,
+    logger: captureLogger(),
+    batchHandler: async messages => {
+      await Promise.resolve()
+      const n = (messages[0]?.value as { n: number }).n
+      if (messages.length > 1 || n === 1 || n === 3) throw new PermanentError(`bad ${n}`)
+      log.push(`ran ${n}`)
+    }
+  })
+  const outcome = await executor.executeBatch(batchOf(5), batchContext(), async (index, single) => {
+    await Promise.resolve()
+    log.push(`${single.kind} ${index}`)
+    // The dead-letter record of message 3 is not acknowledged: nothing after it may run.
+    return index !== 3
+  })
+  assert.deepEqual(log, ['ran 0', 'done 0', 'dead-letter 1', 'ran 2', 'done 2', 'dead-letter 3'])
+  assert.equal(outcome.kind === 'split' && outcome.outcomes.length, 4)
+})
+
 test("batchFailure 'dead-letter' dead-letters the whole batch after its retries", async () => {
   let calls = 0
   const executor = new HandlerExecutor({
@@ -278,7 +301,7 @@ test("batchFailure 'dead-letter' dead-letters the whole batch after its retries"
       return Promise.reject(new Error('connection refused'))
     }
   })
-  const outcome = await executor.executeBatch(batchOf(3), context())
+  const outcome = await executor.executeBatch(batchOf(3), batchContext())
   assert.equal(calls, 3)
   assert.equal(outcome.kind, 'dead-letter')
   assert.equal(outcome.kind === 'dead-letter' && outcome.reason, 'transient')
@@ -289,6 +312,6 @@ test('a batch business refusal commits the batch; an empty batch is done', async
     logger: captureLogger(),
     batchHandler: () => Promise.reject(new BusinessError('duplicate order'))
   })
-  assert.equal((await executor.executeBatch(batchOf(3), context())).kind, 'business')
-  assert.equal((await executor.executeBatch([], context())).kind, 'done')
+  assert.equal((await executor.executeBatch(batchOf(3), batchContext())).kind, 'business')
+  assert.equal((await executor.executeBatch([], batchContext())).kind, 'done')
 })
