@@ -44,6 +44,7 @@ import {
 import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
 import type { BatchHandler, ConsumedMessage, MessageHandler, Middleware } from '../handling/types.ts'
 import { jsonSerde, type Serde } from '../message/serde.ts'
+import { internalProducerRetries } from '../producer/delivery-policy.ts'
 import { isTransient } from '../producer/outcome.ts'
 import { ensureTopics } from '../topology/topic-plan.ts'
 import { commitInGeneration, type CommitIdentity } from './commit.ts'
@@ -341,7 +342,12 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       this.#client.on('consumer:group:rebalance', () => this.#onRebalance())
       this.#client.on('consumer:group:join', () => this.#onJoin())
       this.#client.on('consumer:heartbeat:end', () => this.#reconcile())
-      this.#producer = new ClientProducer<Buffer, Buffer, Buffer, Buffer>({ ...client, acks: -1, idempotent: true })
+      this.#producer = new ClientProducer<Buffer, Buffer, Buffer, Buffer>({
+        ...client,
+        ...internalProducerRetries(),
+        acks: -1,
+        idempotent: true
+      })
       this.#stream = await consumeStream(
         this.#client,
         this.#streamOptions(),

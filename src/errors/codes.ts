@@ -60,7 +60,7 @@ export const errorCodes = {
   KAFKIT_PRODUCER_BUFFER_FULL:
     "The producer's buffer memory is full and bufferFullBehavior is fail, or waiting for room outran maxBlockMs; the message was not accepted.",
   KAFKIT_SEND_TIMEOUT:
-    'A message was not acknowledged within sendTimeoutMs; when it was already in flight it may still be written.',
+    'A message was not acknowledged within deliveryTimeoutMs (retries included); when it was already in flight it may still be written.',
   KAFKIT_PRODUCER_CLOSED:
     'The producer is closed or closing: a new message was refused, or close() gave up on a pending one at its deadline.',
   KAFKIT_TRANSACTION_FAILED:

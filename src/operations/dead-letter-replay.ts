@@ -14,6 +14,7 @@
 import { Admin, Producer, type MessageToProduce } from '@platformatic/kafka'
 import { originalHeaderEntries } from '../handling/dead-letter.ts'
 import { KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
+import { internalProducerRetries } from '../producer/delivery-policy.ts'
 import { keyPartition } from '../producer/murmur2.ts'
 import { planTopics, applyTopicPlan } from '../topology/topic-plan.ts'
 import { TopicNotFoundError } from '../topology/retry-topics.ts'
@@ -261,6 +262,7 @@ export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayR
       producer = new Producer<Buffer, Buffer, Buffer, Buffer>({
         clientId,
         ...options.client,
+        ...internalProducerRetries(),
         idempotent: true,
         transactionalId: options.transactionalId ?? `kafkit-dlq-replay.${dlqTopic}`,
         acks: -1,

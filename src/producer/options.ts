@@ -56,7 +56,7 @@ export const producerOptions = defineOptions({
     dlqTopic: envString('KAFKA_PRODUCER_DLQ_TOPIC'),
     maxInFlight: envInteger('KAFKA_PRODUCER_MAX_IN_FLIGHT'),
     bufferMemory: envBytes('KAFKA_PRODUCER_BUFFER_MEMORY'),
-    sendTimeoutMs: envDuration('KAFKA_PRODUCER_SEND_TIMEOUT'),
+    deliveryTimeoutMs: envDuration('KAFKA_PRODUCER_DELIVERY_TIMEOUT'),
     transactionalId: envString('KAFKA_PRODUCER_TRANSACTIONAL_ID')
   },
   profiles: {
@@ -70,8 +70,9 @@ export const producerOptions = defineOptions({
     },
     // Seed 002 "Low Latency": every message its own request, at once, uncompressed, one at a time.
     latency: { batchSize: 1, lingerMs: 0, compression: 'none', maxInFlight: 1 },
-    // Seed 002 "Reliability (Exactly-Once)": idempotent, acks=all, more retries, strict order.
-    exactlyOnce: { idempotent: true, acks: -1, maxRetries: 10, maxInFlight: 1 }
+    // Seed 002 "Reliability (Exactly-Once)": idempotent, acks=all, strict order (retries are bounded by
+    // deliveryTimeoutMs, as in every profile).
+    exactlyOnce: { idempotent: true, acks: -1, maxInFlight: 1 }
   },
   schema: z
     .strictObject({
@@ -80,7 +81,7 @@ export const producerOptions = defineOptions({
         .enum(producerProfiles)
         .optional()
         .describe(
-          'A preset from seed 002 applied under the environment and code: `throughput` (batchSize 10000, lingerMs 100, lz4, bufferMemory 64 MiB, maxInFlight 10), `latency` (batchSize 1, lingerMs 0, none, maxInFlight 1), `exactlyOnce` (idempotent, acks -1, maxRetries 10, maxInFlight 1).'
+          'A preset from seed 002 applied under the environment and code: `throughput` (batchSize 10000, lingerMs 100, lz4, bufferMemory 64 MiB, maxInFlight 10), `latency` (batchSize 1, lingerMs 0, none, maxInFlight 1), `exactlyOnce` (idempotent, acks -1, maxInFlight 1).'
         ),
       topic: z
         .string()
@@ -160,21 +161,21 @@ export const producerOptions = defineOptions({
         .min(0)
         .default(60_000)
         .describe('Longest a send waits for buffer room before it fails with KAFKIT_PRODUCER_BUFFER_FULL.'),
-      sendTimeoutMs: z
+      deliveryTimeoutMs: z
         .number()
         .int()
         .min(1)
-        .default(30_000)
+        .default(120_000)
         .describe(
-          'A message not acknowledged this long after send() fails with KAFKIT_SEND_TIMEOUT (retries included; one already in flight may still be written).'
+          'Longest a message may take from send() to its acknowledgement, waiting for buffer room, batching and every retry included (Kafka `delivery.timeout.ms`). Then it fails with KAFKIT_SEND_TIMEOUT; one already sent may still be written.'
         ),
       maxRetries: z
         .number()
         .int()
         .min(0)
-        .default(5)
+        .optional()
         .describe(
-          'Retries of a request that failed with a retriable error (leader moved, broker unreachable, not enough replicas); other errors are not retried. KAFKA_PRODUCER_MAX_ATTEMPTS counts attempts, so it sets this to attempts - 1. With idempotence, 0 or at least 2 (retries reuse the sequence numbers, so the broker drops duplicates).'
+          'An extra bound on retries of a request that failed with a retriable error (leader moved, broker unreachable, not enough replicas); unset, a request is retried until deliveryTimeoutMs. Other errors are not retried. KAFKA_PRODUCER_MAX_ATTEMPTS counts attempts, so it sets this to attempts - 1. With idempotence, 0 or at least 2.'
         ),
       retryBackoff: z
         .strictObject({
@@ -183,37 +184,41 @@ export const producerOptions = defineOptions({
             .int()
             .min(0)
             .default(100)
-            .describe('Cap of the first retry delay (seed 002 base_backoff_ms).'),
-          maxMs: z.number().int().min(0).default(5_000).describe('Largest retry delay.')
+            .describe('Cap of the first retry delay (seed 002 base_backoff_ms; Kafka `retry.backoff.ms`).'),
+          maxMs: z.number().int().min(0).default(1000).describe('Largest retry delay (Kafka `retry.backoff.max.ms`).')
         })
         .prefault({})
         .describe(
-          'Exponential backoff with full jitter between retries: a random delay in [0, min(maxMs, baseMs * 2^(retry-1))].'
+          'Exponential backoff with jitter between retries: a random delay in [cap/2, cap], cap = min(maxMs, baseMs * 2^(retry-1)). Leader and connection errors also refresh the cluster metadata before the next try.'
         ),
       breaker: z
         .strictObject({
           enabled: z.boolean().default(true).describe('Use the circuit breaker.'),
-          threshold: z
+          openAfterMs: z
             .number()
             .int()
             .min(1)
-            .default(5)
-            .describe('Consecutive failed requests (retries exhausted) that open the breaker.'),
+            .default(60_000)
+            .describe(
+              "The breaker opens when requests have kept failing with retriable errors for this long without any acknowledgement: the cluster as a whole takes no writes. A node of several going down does not open it (its partitions move to other leaders within the brokers' session timeout; a request hung on a paused node ends within requestTimeoutMs)."
+            ),
           cooldownMs: z
             .number()
             .int()
             .min(0)
-            .default(60_000)
-            .describe('How long it stays open (sends fail fast with KAFKIT_CIRCUIT_OPEN) before one probe message.')
+            .default(30_000)
+            .describe(
+              'How long it stays open (new sends fail fast with KAFKIT_CIRCUIT_OPEN; messages already accepted keep their delivery timeout) before one probe message.'
+            )
         })
         .prefault({})
-        .describe('Circuit breaker (seed 002): fails sends fast while the cluster keeps failing.'),
+        .describe('Circuit breaker (seed 002): fails sends fast while the cluster takes no writes.'),
       dlqTopic: z
         .string()
         .min(1)
         .optional()
         .describe(
-          'Dead-letter topic (seed 004) for messages whose retries ran out: they are written there with `kafkit-dlq-*` headers and send() resolves with status `dead-lettered`. Not used inside transactions.'
+          'Dead-letter topic (seed 004) for messages that failed for good with a retriable error before their delivery timeout (their maxRetries ran out): they are written there with `kafkit-dlq-*` headers and send() resolves with status `dead-lettered`. Not used inside transactions.'
         ),
       partitioner: z
         .enum(['murmur2', 'round-robin'])

@@ -25,6 +25,7 @@ import type { ConsumerMetrics } from '../consumer/metrics.ts'
 import { ConfigError } from '../errors/kafkit-error.ts'
 import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
 import { PermanentError } from '../handling/errors.ts'
+import { internalProducerRetries } from '../producer/delivery-policy.ts'
 import type { BatchHandler, MessageHandler } from '../handling/types.ts'
 import { ensureTopics, type TopicSpec } from '../topology/topic-plan.ts'
 import { KeyOrderGate } from './key-order-gate.ts'
@@ -102,6 +103,8 @@ export class RetryingConsumer<V = unknown> {
   readonly #handleSignals: boolean
   readonly #stop = new AbortController()
   readonly #partitions = new Map<string, number>()
+  /** The cluster has more than one broker: retry-flow writes go out one send per partition (see partition-sends.ts). */
+  #severalBrokers = false
   #producer: ClientProducer<Buffer, Buffer, Buffer, Buffer> | undefined
   #started = false
   #stopping: Promise<void> | undefined
@@ -184,7 +187,7 @@ export class RetryingConsumer<V = unknown> {
       : undefined
     const router = new RetryRouter({
       // Tier records and resolutions only need their acknowledgement: coalesced into fewer requests.
-      producer: new CoalescingSender(producer),
+      producer: new CoalescingSender(producer, { perPartition: () => this.#severalBrokers }),
       flows: this.flows,
       partitions: this.#partitions,
       groupId: originConfig.groupId,
@@ -294,6 +297,7 @@ export class RetryingConsumer<V = unknown> {
       this.#producer = new ClientProducer<Buffer, Buffer, Buffer, Buffer>({
         ...toClientOptions(this.origin.config),
         clientId: 'kafkit-retry',
+        ...internalProducerRetries(),
         acks: -1,
         idempotent: true
       })
@@ -448,6 +452,7 @@ export class RetryingConsumer<V = unknown> {
       }
       const derived = await admin.metadata({ topics: names, forceUpdate: true })
       for (const name of names) this.#partitions.set(name, derived.topics.get(name)?.partitionsCount ?? 1)
+      this.#severalBrokers = derived.brokers.size > 1
     } finally {
       await admin.close().catch(() => undefined)
     }

@@ -6,6 +6,7 @@
  */
 import type { MessageToProduce, ProduceResult } from '@platformatic/kafka'
 import type { HandlingLogger } from '../handling/logger.ts'
+import { PartitionLanes, sendPerPartition } from '../producer/partition-sends.ts'
 import { backoffDelay, sleep } from '../resilience/backoff.ts'
 
 export type OutgoingRecord = MessageToProduce<Buffer, Buffer, Buffer, Buffer>
@@ -63,13 +64,24 @@ export class CoalescingSender implements RetryProducer {
   readonly #producer: RetryProducer
   readonly #maxInFlight: number
   readonly #maxBatch: number
+  readonly #perPartition: () => boolean
+  readonly #lanes = new PartitionLanes()
   #queue: PendingSend[] = []
   #inFlight = 0
 
-  constructor(producer: RetryProducer, options: { maxInFlight?: number; maxBatch?: number } = {}) {
+  constructor(
+    producer: RetryProducer,
+    options: {
+      maxInFlight?: number
+      maxBatch?: number
+      /** True when records must go out one send per partition (more than one broker: see partition-sends.ts). */
+      perPartition?: () => boolean
+    } = {}
+  ) {
     this.#producer = producer
     this.#maxInFlight = options.maxInFlight ?? 1
     this.#maxBatch = options.maxBatch ?? 500
+    this.#perPartition = options.perPartition ?? (() => false)
   }
 
   send(options: { messages: OutgoingRecord[]; acks?: number }): Promise<ProduceResult> {
@@ -92,8 +104,9 @@ export class CoalescingSender implements RetryProducer {
         count += next.messages.length
       }
       this.#inFlight++
-      this.#producer
-        .send({ messages: batch.flatMap(entry => entry.messages), acks: -1 })
+      const messages = batch.flatMap(entry => entry.messages)
+      const send = (options: { messages: OutgoingRecord[]; acks: number }) => this.#producer.send(options)
+      ;(this.#perPartition() ? sendPerPartition(send, messages, -1, this.#lanes) : send({ messages, acks: -1 }))
         .then(
           () => {
             for (const entry of batch) entry.resolve({})

@@ -27,12 +27,12 @@ test('defaults: idempotent, acks all, Java-compatible partitioner, breaker on, 3
   assert.equal(config.acks, -1)
   assert.equal(config.partitioner, 'murmur2')
   assert.equal(config.compression, 'none')
-  assert.equal(config.maxRetries, 5)
-  assert.deepEqual(config.retryBackoff, { baseMs: 100, maxMs: 5000 })
-  assert.deepEqual(config.breaker, { enabled: true, threshold: 5, cooldownMs: 60_000 })
+  assert.equal(config.maxRetries, undefined, 'retries are bounded by deliveryTimeoutMs')
+  assert.deepEqual(config.retryBackoff, { baseMs: 100, maxMs: 1000 })
+  assert.deepEqual(config.breaker, { enabled: true, openAfterMs: 60_000, cooldownMs: 30_000 })
   assert.equal(config.bufferMemory, 32 * 1024 * 1024)
   assert.equal(config.bufferFullBehavior, 'wait')
-  assert.equal(config.sendTimeoutMs, 30_000)
+  assert.equal(config.deliveryTimeoutMs, 120_000)
   assert.equal(config.stampHeaders, true)
   assert.equal(config.async, false)
 })
@@ -48,7 +48,7 @@ test("seed 004's environment variables map onto the options", () => {
     KAFKA_PRODUCER_ASYNC: 'true',
     KAFKA_PRODUCER_DLQ_TOPIC: 'dlq-domain-services',
     KAFKA_PRODUCER_BUFFER_MEMORY: '64MB',
-    KAFKA_PRODUCER_SEND_TIMEOUT: '5s'
+    KAFKA_PRODUCER_DELIVERY_TIMEOUT: '5s'
   }
   const config = producerOptions.resolve({}, { env })
   assert.deepEqual(config.brokers, ['b1:9092', 'b2:9092'])
@@ -60,7 +60,7 @@ test("seed 004's environment variables map onto the options", () => {
   assert.equal(config.async, true)
   assert.equal(config.dlqTopic, 'dlq-domain-services')
   assert.equal(config.bufferMemory, 64 * 1024 * 1024)
-  assert.equal(config.sendTimeoutMs, 5000)
+  assert.equal(config.deliveryTimeoutMs, 5000)
   for (const [raw, acks] of [
     ['-1', -1],
     ['0', 0],
@@ -86,7 +86,7 @@ test('profiles apply under environment and code, key by key', () => {
   const latency = producerOptions.resolve({ brokers }, { env: {}, profile: 'latency' })
   assert.deepEqual([latency.batchSize, latency.lingerMs, latency.compression, latency.maxInFlight], [1, 0, 'none', 1])
   const exactlyOnce = producerOptions.resolve({ brokers, maxInFlight: 2 }, { env: {}, profile: 'exactlyOnce' })
-  assert.deepEqual([exactlyOnce.idempotent, exactlyOnce.acks, exactlyOnce.maxRetries], [true, -1, 10])
+  assert.deepEqual([exactlyOnce.idempotent, exactlyOnce.acks, exactlyOnce.maxRetries], [true, -1, undefined])
   assert.equal(exactlyOnce.maxInFlight, 2, 'code beats the profile')
   const fromEnv = producerOptions.resolve(
     { brokers },
@@ -127,7 +127,7 @@ test('invalid configuration fails at construction with key, value and what is al
       {},
       /`retryBackoff.maxMs`: got 100, expected at least retryBackoff.baseMs \(500\)/
     ],
-    [{ breaker: { threshold: 0 } }, {}, /`breaker.threshold`: got 0, expected at least 1/],
+    [{ breaker: { openAfterMs: 0 } }, {}, /`breaker.openAfterMs`: got 0, expected at least 1/],
     [{ partitioner: 'random' }, {}, /`partitioner`: got "random", expected one of "murmur2", "round-robin"/],
     [{ batchSze: 10 }, {}, /unknown option `batchSze`/],
     [{}, { KAFKA_PRODUCER_BATCH_TIMEOUTS: '1s' }, /unknown environment variable KAFKA_PRODUCER_BATCH_TIMEOUTS/],
