@@ -1,5 +1,5 @@
 /**
- * Kafkit: reliable Kafka pipelines and event-driven services for Node.js, on @platformatic/kafka.
+ * Kafkit: reliable Kafka pipelines and event-driven services for Node.js.
  * Integrations live behind their own subpath exports (`kafkit/testing`, ...); this entry point never
  * imports one of them.
  */

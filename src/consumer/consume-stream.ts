@@ -12,7 +12,7 @@
  * so: with no socket or timer left the process may simply exit, so callers treat it like an error
  * (and ignore it after closing the stream themselves).
  */
-import type { ConsumeOptions, Consumer as ClientConsumer, MessagesStream } from '@platformatic/kafka'
+import type { ClientConsumer, ConsumeOptions, MessagesStream } from '../kafka/client.ts'
 import { ConsumerStreamClosedError } from './errors.ts'
 
 export function consumeStream<K, V, HK, HV>(

@@ -1,5 +1,5 @@
 /**
- * The consumer runtime: an at-least-once worker on @platformatic/kafka's group consumer. It fetches
+ * The consumer runtime: an at-least-once worker on the Kafka client's group consumer. It fetches
  * (one stream, auto-commit off), orders work per partition or per key, runs each record through
  * message handling (src/handling: router, middleware, error kinds, in-place retries, breaker), writes
  * dead-letter records and waits for their acknowledgement, and commits per partition only the offset
@@ -19,17 +19,17 @@
 import { EventEmitter } from 'node:events'
 import {
   Admin,
-  Consumer as ClientConsumer,
+  ClientConsumer,
+  ClientProducer,
   FetchIsolationLevels,
-  findErrorBy,
   MessagesStreamFallbackModes,
   MessagesStreamModes,
-  Producer as ClientProducer,
+  type ClientConsumerOptions,
   type ConsumeOptions,
-  type ConsumerOptions as ClientConsumerOptions,
   type MessagesStream
-} from '@platformatic/kafka'
-import { toClientOptions } from '../config/connection.ts'
+} from '../kafka/client.ts'
+import { describeKafkaError, isMembershipLost, isRetriable } from '../kafka/errors.ts'
+import { toClientOptions } from '../kafka/connection.ts'
 import { ConfigError } from '../errors/kafkit-error.ts'
 import { ConsumerCircuitBreaker } from '../handling/consumer-breaker.ts'
 import { DeadLetterWriter } from '../handling/dead-letter-writer.ts'
@@ -45,9 +45,8 @@ import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
 import type { BatchHandler, ConsumedMessage, MessageHandler, Middleware } from '../handling/types.ts'
 import { jsonSerde, type Serde } from '../message/serde.ts'
 import { internalProducerRetries } from '../producer/delivery-policy.ts'
-import { isTransient } from '../producer/outcome.ts'
 import { ensureTopics } from '../topology/topic-plan.ts'
-import { commitInGeneration, type CommitIdentity } from './commit.ts'
+import { commitInGeneration, type CommitIdentity } from '../kafka/commit-in-generation.ts'
 import { closeGroupClient, consumeStream } from './consume-stream.ts'
 import { DecodeFailure, decodeRecord, type RawRecord } from './decode.ts'
 import { ConsumerStateError, PartitionRevokedError, ConsumerStoppedError, ConsumerStreamClosedError } from './errors.ts'
@@ -178,23 +177,6 @@ interface CommitEntry {
   state: PartitionState
   offset: bigint
   leaderEpoch: number
-}
-
-/** The client's error with the broker's error names inside it (ResponseError holds ProtocolErrors). */
-function describeClientError(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error)
-  const inner = (error as { errors?: unknown[] } | undefined)?.errors
-  if (!Array.isArray(inner) || inner.length === 0) return message
-  const names = new Set(inner.map(e => (e as { apiId?: string; message?: string }).apiId ?? String(e)))
-  return `${message}: ${[...names].join(', ')}`
-}
-
-const MEMBERSHIP_LOST = ['FENCED_MEMBER_EPOCH', 'STALE_MEMBER_EPOCH', 'UNKNOWN_MEMBER_ID']
-
-/** The group no longer knows this member (or its epoch): the client's next heartbeat or join fixes it. */
-function isMembershipLost(error: unknown): boolean {
-  if (findErrorBy(error as Error, 'needsRejoin', true) !== null) return true
-  return MEMBERSHIP_LOST.some(id => findErrorBy(error as Error, 'apiId', id) !== null)
 }
 
 function partitionId(topic: string, partition: number): string {
@@ -710,7 +692,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     // fetches again or fails loudly (a closed client), where the closed one would have gone quiet.
     // So is a lost membership: a new coordinator may not know the member (KIP-848 heartbeats answered
     // FENCED_MEMBER_EPOCH or UNKNOWN_MEMBER_ID after a coordinator kill), and the client joins again.
-    const retriable = isTransient(error) || error instanceof ConsumerStreamClosedError || isMembershipLost(error)
+    const retriable = isRetriable(error) || error instanceof ConsumerStreamClosedError || isMembershipLost(error)
     if (!running || !retriable || this.#streamRestarts >= STREAM_RESTARTS) {
       this.#fail(error)
       return
@@ -718,7 +700,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     this.#streamRestarts++
     const delayMs = Math.min(1000 * this.#streamRestarts, 5000)
     this.#logger.warn(
-      { groupId: this.config.groupId, attempt: this.#streamRestarts, delayMs, err: describeClientError(error) },
+      { groupId: this.config.groupId, attempt: this.#streamRestarts, delayMs, err: describeKafkaError(error) },
       'consumer: fetching failed; fetching again on a new stream'
     )
     this.#restartTimer = setTimeout(() => void this.#restartStream(), delayMs)
@@ -761,7 +743,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   #fail(error: Error): void {
     if (this.#failure || this.#stopping) return
     this.#failure = error
-    this.#logger.error({ groupId: this.config.groupId, err: describeClientError(error) }, 'consumer failed; stopping')
+    this.#logger.error({ groupId: this.config.groupId, err: describeKafkaError(error) }, 'consumer failed; stopping')
     void this.stop()
   }
 
@@ -1255,7 +1237,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         {
           groupId: this.config.groupId,
           partitions: entries.length,
-          err: describeClientError(error),
+          err: describeKafkaError(error),
           ...(this.#commitFailuresUnlogged > 0 ? { failedSinceLastWarning: this.#commitFailuresUnlogged } : {})
         },
         'consumer: offset commit failed'

@@ -4,7 +4,7 @@
  * raw bytes kept for dead-lettering. Decoding never throws: a record that does not decode comes back
  * as a DecodeFailure (its `value` undefined), so the runtime can dead-letter it with its raw bytes.
  */
-import type { Message } from '@platformatic/kafka'
+import type { Message } from '../kafka/client.ts'
 import type { ConsumedMessage } from '../handling/types.ts'
 import { DeserializationError } from '../handling/errors.ts'
 import { readStandardHeaders, type StandardHeaders } from '../message/headers.ts'

@@ -5,7 +5,7 @@
  * middleware, serdes, classifiers) are passed beside the options, not through the schema.
  */
 import { z } from 'zod'
-import { connectionEnv, connectionSecrets, connectionShape } from '../config/connection.ts'
+import { connectionEnv, connectionSecrets, connectionShape } from '../kafka/connection.ts'
 import { defineOptions, type EnvBinding } from '../config/define-options.ts'
 import { envBytes, envDuration, envInteger, envList, envString } from '../config/env-parsers.ts'
 

@@ -4,9 +4,9 @@
  * write is retried with backoff until acknowledged or the signal aborts (or `maxWriteAttempts` is
  * reached), because giving up would mean either losing the message or stalling silently; every failed
  * write is logged and published on `kafkit:handler`. The writer borrows its producer (any object with
- * @platformatic/kafka's promise `send`, with Buffer serializers) and does not close it.
+ * the Kafka client's promise `send`, with Buffer serializers) and does not close it.
  */
-import type { MessageToProduce, ProduceResult } from '@platformatic/kafka'
+import type { MessageToProduce, ProduceResult } from '../kafka/client.ts'
 import { KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
 import { backoffDelay, sleep } from '../resilience/backoff.ts'
 import { buildDeadLetterRecord, type DeadLetterRecord } from './dead-letter.ts'
@@ -16,7 +16,7 @@ import { defaultLogger, type HandlingLogger } from './logger.ts'
 import { deadLetterOptions, type DeadLetterWriterOptions } from './options.ts'
 import type { ConsumedMessage } from './types.ts'
 
-/** The part of a @platformatic/kafka Producer<Buffer, Buffer, Buffer, Buffer> the writer uses. */
+/** The part of the Kafka client's Producer<Buffer, Buffer, Buffer, Buffer> the writer uses. */
 export interface DeadLetterProducer {
   send(options: { messages: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[]; acks?: number }): Promise<ProduceResult>
 }

@@ -1,6 +1,6 @@
 /**
  * Handling publishes what happens to messages on the `kafkit:handler` diagnostics channel (undici's and
- * @platformatic/kafka's pattern): publishing costs nothing while nobody subscribes, and metrics, logs or
+ * the Kafka client's pattern): publishing costs nothing while nobody subscribes, and metrics, logs or
  * tracing subscribe without sitting on the hot path. `HandlerMetrics` (metrics.ts) is one subscriber.
  */
 import diagnostics from 'node:diagnostics_channel'

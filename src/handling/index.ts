@@ -13,7 +13,7 @@
  *                                       batchFailure, classify, breaker, logger })
  *      dlq      = new DeadLetterWriter({ producer, topic: dlqTopic, groupId, logger })
  *    `handler` is the user's MessageHandler or `router.handler()`. The producer is a
- *    @platformatic/kafka Producer with Buffer serializers; the writer does not close it.
+ *    Kafka client Producer with Buffer serializers; the writer does not close it.
  * 2. Per record, build a ConsumedMessage: `raw` = the undecoded key/value bytes, `headers` = a
  *    Map<string, Buffer>, `meta` = readStandardHeaders(headers), `key`/`value` decoded. If decoding
  *    throws, call `executor.rejectUndeserializable(message /* value undefined *\/, error, ctx)`;

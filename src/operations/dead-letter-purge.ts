@@ -5,7 +5,7 @@
  * ledger, how many of the records to delete were never replayed, so a purge does not silently throw
  * away dead letters nobody looked at. `dryRun` stops after the plan.
  */
-import { Admin } from '@platformatic/kafka'
+import { Admin } from '../kafka/client.ts'
 import { KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
 import { TopicNotFoundError } from '../topology/retry-topics.ts'
 import { readReplayLedger, replayLedgerTopic } from './dead-letter-replay.ts'

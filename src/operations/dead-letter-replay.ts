@@ -11,7 +11,7 @@
  * two replays of one DLQ cannot both publish a record either. `force` replays records the ledger
  * already holds; `dryRun` reads and plans but publishes nothing (and creates nothing).
  */
-import { Admin, Producer, type MessageToProduce } from '@platformatic/kafka'
+import { Admin, ClientProducer, type MessageToProduce } from '../kafka/client.ts'
 import { originalHeaderEntries } from '../handling/dead-letter.ts'
 import { KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
 import { internalProducerRetries } from '../producer/delivery-policy.ts'
@@ -222,7 +222,7 @@ export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayR
   }
   const clientId = 'kafkit-dlq-replay'
   const admin = new Admin({ clientId, ...options.client })
-  let producer: Producer<Buffer, Buffer, Buffer, Buffer> | undefined
+  let producer: ClientProducer<Buffer, Buffer, Buffer, Buffer> | undefined
   try {
     const facts = await describeTopics(admin, [
       dlqTopic,
@@ -240,7 +240,7 @@ export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayR
       }
     }
 
-    let tx: Awaited<ReturnType<Producer<Buffer, Buffer, Buffer, Buffer>['beginTransaction']>> | undefined
+    let tx: Awaited<ReturnType<ClientProducer<Buffer, Buffer, Buffer, Buffer>['beginTransaction']>> | undefined
     if (!dryRun) {
       if (!facts.has(ledgerTopic)) {
         const plan = await planTopics(admin, [
@@ -259,7 +259,7 @@ export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayR
           }
         )
       }
-      producer = new Producer<Buffer, Buffer, Buffer, Buffer>({
+      producer = new ClientProducer<Buffer, Buffer, Buffer, Buffer>({
         clientId,
         ...options.client,
         ...internalProducerRetries(),

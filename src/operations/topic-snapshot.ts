@@ -9,17 +9,17 @@
 import { randomBytes } from 'node:crypto'
 import {
   Admin,
-  Consumer,
+  ClientConsumer,
   FetchIsolationLevels,
   MessagesStreamModes,
   type BaseOptions,
   type Message
-} from '@platformatic/kafka'
+} from '../kafka/client.ts'
 
 export type RawRecord = Message<Buffer, Buffer, Buffer, Buffer>
 
 export interface TopicSnapshotOptions {
-  /** Client options (brokers, SASL, TLS) as for any @platformatic/kafka client. */
+  /** Client options (brokers, SASL, TLS) as for any Kafka client of Kafkit's. */
   client: Omit<BaseOptions, 'clientId'> & { clientId?: string }
   topic: string
   /** First offset to read per partition (one offset: in every partition); others start at their earliest. */
@@ -79,7 +79,7 @@ export async function* readTopicSnapshot(options: TopicSnapshotOptions): AsyncGe
   const { signal, topic } = options
   signal?.throwIfAborted()
   const groupId = `kafkit-snapshot-${randomBytes(6).toString('hex')}`
-  const consumer = new Consumer({
+  const consumer = new ClientConsumer({
     clientId: 'kafkit-snapshot',
     ...options.client,
     groupId,

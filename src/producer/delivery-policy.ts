@@ -15,7 +15,7 @@
  * The caller bounds each message by `deliveryTimeoutMs` itself; a loop still retrying then ends by the
  * count, at most about twice the delivery timeout later.
  */
-import { findErrorBy } from '@platformatic/kafka'
+import { leaderMovedOrUnreachable } from '../kafka/errors.ts'
 import { backoffDelay, type BackoffOptions } from '../resilience/backoff.ts'
 
 export interface DeliveryRetryOptions {
@@ -48,12 +48,6 @@ export function retriesWithin(ms: number, backoff: { baseMs: number; maxMs: numb
   return Math.max(2, retries)
 }
 
-/** True when the error means the partition's leader moved or a broker could not be reached. */
-export function leaderMovedOrUnreachable(error: unknown): boolean {
-  const tree = error as Error
-  return findErrorBy(tree, 'hasStaleMetadata', true) !== null || findErrorBy(tree, 'code', 'PLT_KFK_NETWORK') !== null
-}
-
 export function deliveryRetries(options: DeliveryRetryOptions): ClientRetryOptions {
   const backoff: BackoffOptions = {
     ...options.backoff,
@@ -65,7 +59,7 @@ export function deliveryRetries(options: DeliveryRetryOptions): ClientRetryOptio
     // `false` is the client's "no retries".
     retries: retries === 0 ? false : retries,
     retryDelay: (client, operationId, attempt, _retries, error) => {
-      // Every client of @platformatic/kafka has clearMetadata(); the type only says `object`.
+      // Every client of the Kafka client library has clearMetadata(); the type only says `object`.
       if (leaderMovedOrUnreachable(error)) (client as { clearMetadata?: () => void }).clearMetadata?.()
       options.onRetry?.(operationId, error)
       return backoffDelay(attempt, backoff)

@@ -2,7 +2,7 @@
  * Kafka's murmur2 key hash, bit for bit as the Java client computes it (`Utils.murmur2` and
  * `Utils.toPositive` in kafka-clients), so a key lands in the same partition whichever client wrote
  * it: `partition = toPositive(murmur2(keyBytes)) % partitions`. 32-bit integer arithmetic through
- * `Math.imul` (the BigInt port in @platformatic/kafka gives the same numbers but is slower per key,
+ * `Math.imul` (the BigInt port in the Kafka client gives the same numbers but is slower per key,
  * and this runs once per keyed message). A unit test checks both agree; an integration test checks
  * the partitions against Kafka's own Java producer.
  */

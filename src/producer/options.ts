@@ -6,7 +6,7 @@
  * passed beside the options, not through the schema.
  */
 import { z } from 'zod'
-import { connectionEnv, connectionSecrets, connectionShape } from '../config/connection.ts'
+import { connectionEnv, connectionSecrets, connectionShape } from '../kafka/connection.ts'
 import { defineOptions, type EnvBinding } from '../config/define-options.ts'
 import { envBoolean, envBytes, envDuration, envInteger, envString, parseInteger } from '../config/env-parsers.ts'
 
@@ -267,7 +267,7 @@ export const producerOptions = defineOptions({
           code: 'custom',
           path: ['maxRetries'],
           message:
-            '0 or at least 2 while idempotent is true (@platformatic/kafka turns a single retry of an idempotent producer into unlimited ones)'
+            '0 or at least 2 while idempotent is true (the Kafka client turns a single retry of an idempotent producer into unlimited ones)'
         })
       }
       if (options.retryBackoff.maxMs < options.retryBackoff.baseMs) {

@@ -6,13 +6,8 @@
  * partitions get new leaders within the brokers' session timeout and requests hung on it end within
  * requestTimeoutMs, both well inside the default span. Half-open, the first failure opens it again.
  */
-import { findErrorBy } from '@platformatic/kafka'
+import { isUnknownTopic } from '../kafka/errors.ts'
 import type { CircuitBreaker } from '../resilience/circuit-breaker.ts'
-
-/** A topic that does not exist says nothing about whether the cluster takes writes. */
-function aboutTheTopic(error: unknown): boolean {
-  return findErrorBy(error as Error, 'apiId', 'UNKNOWN_TOPIC_OR_PARTITION') !== null
-}
 
 export class OutageDetector {
   readonly #breaker: CircuitBreaker
@@ -29,7 +24,8 @@ export class OutageDetector {
 
   /** A request (or one attempt of it) failed with a retriable error. */
   failed(error: unknown): void {
-    if (aboutTheTopic(error)) return
+    // A topic that does not exist says nothing about whether the cluster takes writes.
+    if (isUnknownTopic(error)) return
     const now = this.#now()
     this.#failingSince ??= now
     if (this.#breaker.state === 'half-open' || now - this.#failingSince >= this.#openAfterMs) {

@@ -1,5 +1,5 @@
 /**
- * One client send per partition. @platformatic/kafka groups a send's messages into one request per
+ * One client send per partition. The Kafka client groups a send's messages into one request per
  * leader, and when that request fails it retries all of it against the leader of its first partition.
  * After a failover the partitions of a dead (or paused) leader usually move to different nodes, so
  * such a retry keeps reaching a node that leads only some of them: NOT_LEADER_OR_FOLLOWER for the rest,
@@ -7,9 +7,9 @@
  * those partitions was written for two minutes). A send that holds one partition is always retried
  * against that partition's leader, with the same producer id and sequence numbers.
  */
-import type { MessageToProduce, ProduceResult } from '@platformatic/kafka'
-import type { PartitionOutcomes } from './outcome.ts'
-import { partitionOutcomes } from './outcome.ts'
+import type { MessageToProduce, ProduceResult } from '../kafka/client.ts'
+import type { PartitionOutcomes } from '../kafka/produce-outcome.ts'
+import { partitionOutcomes } from '../kafka/produce-outcome.ts'
 
 type Bytes = MessageToProduce<Buffer, Buffer, Buffer, Buffer>
 

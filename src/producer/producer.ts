@@ -1,5 +1,5 @@
 /**
- * Kafkit's producer, on @platformatic/kafka's Producer (which does the wire protocol, idempotence,
+ * Kafkit's producer, on the Kafka client's Producer (src/kafka; it does the wire protocol, idempotence,
  * transactions and compression). Kafkit adds what a production service needs around it:
  *
  * - messages in (a plain object or the builder), serialized by a serde, standard headers stamped;
@@ -12,15 +12,17 @@
  * - retries only of retriable errors, with Kafkit's backoff plugged into the client's retry loop:
  *   a retry re-sends the same batch with the same sequence numbers, so with idempotence the broker
  *   drops duplicates (a Kafkit-level re-send would need a new producer id and could duplicate);
- * - per-partition outcomes of a failed batch (`outcome.ts`): written partitions succeed, a batch
+ * - per-partition outcomes of a failed batch (`kafka/produce-outcome.ts`): written partitions succeed, a batch
  *   the broker finds too large is split so only the oversized message fails;
  * - a circuit breaker that fails sends fast while the cluster keeps failing, a DLQ topic for
  *   messages whose retries ran out, a send timeout, metrics, transactions, and a close() that
  *   flushes or reports exactly which messages failed.
  */
 import { EventEmitter } from 'node:events'
-import { Producer as ClientProducer, type MessageToProduce, type ProduceResult } from '@platformatic/kafka'
-import { toClientOptions } from '../config/connection.ts'
+import { ClientProducer, type MessageToProduce, type ProduceResult } from '../kafka/client.ts'
+import { toClientOptions } from '../kafka/connection.ts'
+import { isRetriable, isTooLarge } from '../kafka/errors.ts'
+import { partitionOutcomes } from '../kafka/produce-outcome.ts'
 import { isKafkitError } from '../errors/kafkit-error.ts'
 import { MessageBuilder, type OutgoingMessage } from '../message/builder.ts'
 import { StandardHeader } from '../message/headers.ts'
@@ -44,7 +46,6 @@ import {
 import { deliveryRetries, retriesWithin } from './delivery-policy.ts'
 import { ProducerCounters, type ProducerMetrics } from './metrics.ts'
 import { producerOptions, type ProducerConfig, type ProducerOptions } from './options.ts'
-import { isTooLarge, isTransient, partitionOutcomes } from './outcome.ts'
 import { OutageDetector } from './outage.ts'
 import { PartitionLanes, PartitionSendsFailure, sendPerPartition, type ClientSend } from './partition-sends.ts'
 import { PartitionChooser, type PartitionerFunction, type PartitionerName } from './partitioners.ts'
@@ -337,7 +338,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     this.#sweeper.unref()
   }
 
-  /** The underlying @platformatic/kafka producer (for what Kafkit does not wrap; do not close it). */
+  /** The underlying Kafka client producer (for what Kafkit does not wrap; do not close it). */
   get client(): ClientProducer<Buffer, Buffer, Buffer, Buffer> {
     return this.#client
   }
@@ -447,7 +448,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
       this.#tx = undefined
       const failure = new TransactionError(`could not begin a transaction: ${describe(error)}`, [], {
         cause: error,
-        retryable: isTransient(error)
+        retryable: isRetriable(error)
       })
       this.#failWhere(record => record.tx === state, failure)
       throw failure
@@ -794,7 +795,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
         })
       })
       .catch((error: unknown) => {
-        const transient = isTransient(error)
+        const transient = isRetriable(error)
         if (transient) this.#outage?.failed(error)
         const failure = new ProduceError(`could not read the partitions of topic ${topic}: ${describe(error)}`, {
           cause: error,
@@ -1053,7 +1054,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     // callbacks above) may already sit in the old generation, and a dead old object still counts as a
     // root to the scavenger until the next full GC: without this, records that died young were
     // copied and promoted. Measured with 500,000 messages: 422 bytes promoted per message before,
-    // 173 after (raw @platformatic/kafka: 169).
+    // 173 after (the raw client: 169).
     records.length = 0
     batch.records.length = 0
     this.#outage?.acknowledged()
@@ -1111,7 +1112,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
         split.push(...group)
         continue
       }
-      if (isTransient(cause)) transientFailure = cause
+      if (isRetriable(cause)) transientFailure = cause
       else healthy = true
       this.#failGroup(batch, group, cause, attemptsOf(error))
     }
@@ -1140,7 +1141,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
   /** Final failure of the messages of one partition of a failed batch. */
   #failGroup(batch: Batch, group: PendingRecord[], cause: unknown, attempts: number): void {
     const first = group[0] as PendingRecord
-    const transient = isTransient(cause)
+    const transient = isRetriable(cause)
     const where = `${first.topic}/${first.partition}`
     const error = isTooLarge(cause)
       ? new MessageTooLargeError(
@@ -1272,7 +1273,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     record.state = SETTLED
     record.error = error
     record.cleanup?.()
-    if (record.probe && !isTransient(error.cause ?? error)) this.#breaker?.release()
+    if (record.probe && !isRetriable(error.cause ?? error)) this.#breaker?.release()
     this.#counters.failed(error)
     record.tx?.failures.push({ message: record.message, error })
     if (this.listenerCount('failed') > 0) {
@@ -1474,7 +1475,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
         await abortClient().catch(noop)
         throw new TransactionError(`the transaction could not commit and was aborted: ${describe(error)}`, [], {
           cause: error,
-          retryable: isTransient(error)
+          retryable: isRetriable(error)
         })
       }
     } finally {

@@ -18,12 +18,12 @@
  */
 import { closeGroupClient, consumeStream } from '../consumer/consume-stream.ts'
 import {
-  Consumer as ClientConsumer,
+  ClientConsumer,
   MessagesStreamModes,
   type BaseOptions,
   type Message,
   type MessagesStream
-} from '@platformatic/kafka'
+} from '../kafka/client.ts'
 import { randomBytes } from 'node:crypto'
 import type { HandlingLogger } from '../handling/logger.ts'
 import type { ConsumedMessage } from '../handling/types.ts'

@@ -16,8 +16,8 @@
  * waiting at once on stop(); a waiting record is simply not committed and is waited for again after a
  * restart (its due time travels in its headers).
  */
-import { Admin, Producer as ClientProducer } from '@platformatic/kafka'
-import { toClientOptions } from '../config/connection.ts'
+import { Admin, ClientProducer } from '../kafka/client.ts'
+import { toClientOptions } from '../kafka/connection.ts'
 import { Consumer, type ConsumerInit } from '../consumer/consumer.ts'
 import { consumerOptions } from '../consumer/options.ts'
 import { ConsumerStateError, ConsumerStoppedError } from '../consumer/errors.ts'

@@ -4,14 +4,14 @@
  * could commit past a record that exists nowhere. A failed write is retried with backoff until it is
  * acknowledged or the signal aborts; giving up would mean losing the record or stalling silently.
  */
-import type { MessageToProduce, ProduceResult } from '@platformatic/kafka'
+import type { MessageToProduce, ProduceResult } from '../kafka/client.ts'
 import type { HandlingLogger } from '../handling/logger.ts'
 import { PartitionLanes, sendPerPartition } from '../producer/partition-sends.ts'
 import { backoffDelay, sleep } from '../resilience/backoff.ts'
 
 export type OutgoingRecord = MessageToProduce<Buffer, Buffer, Buffer, Buffer>
 
-/** The part of a @platformatic/kafka Producer<Buffer, Buffer, Buffer, Buffer> the retry flow uses. */
+/** The part of the Kafka client's Producer<Buffer, Buffer, Buffer, Buffer> the retry flow uses. */
 export interface RetryProducer {
   send(options: { messages: OutgoingRecord[]; acks?: number }): Promise<ProduceResult>
 }

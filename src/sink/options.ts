@@ -5,7 +5,7 @@
  * documented in docs/options.md. The writer, the mapping and the serde are passed beside them.
  */
 import { z } from 'zod'
-import { connectionEnv, connectionSecrets, connectionShape } from '../config/connection.ts'
+import { connectionEnv, connectionSecrets, connectionShape } from '../kafka/connection.ts'
 import { defineOptions } from '../config/define-options.ts'
 import { envBytes, envDuration, envInteger, envList, envString } from '../config/env-parsers.ts'
 

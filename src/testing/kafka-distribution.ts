@@ -14,7 +14,7 @@ import { LocalKafkaError } from '../errors/kafkit-error.ts'
 
 const run = promisify(execFile)
 
-/** Kafka 4.1.1: the newest 4.x inside @platformatic/kafka's tested range (3.5 to 4.2), and past KAFKA-19444. */
+/** Kafka 4.1.1: the newest 4.x inside the Kafka client's tested range (3.5 to 4.2), and past KAFKA-19444. */
 export const KAFKA_VERSION = '4.1.1'
 const LOG4J_VERSION = '2.24.3'
 const DEPENDENCY_PLUGIN_VERSION = '3.8.1'

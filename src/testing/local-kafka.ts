@@ -13,7 +13,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Admin } from '@platformatic/kafka'
+import { Admin } from '../kafka/client.ts'
 import { LocalKafkaError } from '../errors/kafkit-error.ts'
 import { checkJava, defaultCacheDir, ensureKafkaDistribution, WAY_OUT } from './kafka-distribution.ts'
 

@@ -1,6 +1,6 @@
 /** Per-test isolation: every test names its own topic and group, and removes the topic afterwards. */
 import { randomBytes } from 'node:crypto'
-import { Admin } from '@platformatic/kafka'
+import { Admin } from '../kafka/client.ts'
 
 /** `<prefix>-<time>-<random>`: unique across runs and parallel tests, valid as a topic or group name. */
 export function uniqueName(prefix = 'kafkit-test'): string {

@@ -14,7 +14,7 @@
  * is a KAFKIT_RETRY_TOPIC_MISFIT error naming the topic, what is wrong and what to do, raised before
  * anything is created. Names off seed 001's convention are warnings only.
  */
-import { Admin, ConfigResourceTypes, type BaseOptions } from '@platformatic/kafka'
+import { Admin, ConfigResourceTypes, type BaseOptions } from '../kafka/client.ts'
 import { parseDurationMs } from '../config/env-parsers.ts'
 import { ConfigError, KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
 import { checkTopicName } from './topic-naming.ts'

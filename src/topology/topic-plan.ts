@@ -5,8 +5,7 @@
  * names the topic and the way out, and nothing is changed. Retry/DLQ provisioning, the sinks and the
  * demo all declare their topics this way.
  */
-import type { Admin } from '@platformatic/kafka'
-import { ConfigResourceTypes, IncrementalAlterConfigOperationTypes } from '@platformatic/kafka'
+import { ConfigResourceTypes, IncrementalAlterConfigOperationTypes, type Admin } from '../kafka/client.ts'
 import { KafkitError } from '../errors/kafkit-error.ts'
 import { checkTopicName } from './topic-naming.ts'
 

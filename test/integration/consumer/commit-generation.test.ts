@@ -1,5 +1,5 @@
 /**
- * Commits in a given generation (src/consumer/commit.ts), on the real broker. Once the group has moved
+ * Commits in a given generation (src/kafka/commit-in-generation.ts), on the real broker. Once the group has moved
  * on, a commit in the old generation is refused and lands nothing: the client's own commit() would
  * re-join and send it again in the new generation, over the position of the partition's new owner.
  * The same request in the current generation lands (the control).
@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Consumer as ClientConsumer, MessagesStreamModes, type MessagesStream } from '@platformatic/kafka'
-import { commitInGeneration } from '../../../src/consumer/commit.ts'
+import { commitInGeneration } from '../../../src/kafka/commit-in-generation.ts'
 import { closeGroupClient, consumeStream } from '../../../src/consumer/consume-stream.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'

@@ -1,6 +1,6 @@
 /**
  * The consumer on a three-node cluster (started by the test, see test/helpers/ports.ts) when the JVM of the group's
- * coordinator is SIGKILLed mid-run. Kafkit sends its offset commits itself (src/consumer/commit.ts),
+ * coordinator is SIGKILLed mid-run. Kafkit sends its offset commits itself (src/kafka/commit-in-generation.ts),
  * so this checks that they find the new coordinator: every record is handled, and the group's
  * committed offsets reach the end of every partition while the worker runs on the two survivors.
  */

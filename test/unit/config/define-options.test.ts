@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { z } from 'zod'
-import { connectionEnv, connectionSecrets, connectionShape } from '../../../src/config/connection.ts'
+import { connectionEnv, connectionSecrets, connectionShape } from '../../../src/kafka/connection.ts'
 import { defineOptions } from '../../../src/config/define-options.ts'
 import { envDuration, envInteger, parseBytes, parseDurationMs } from '../../../src/config/env-parsers.ts'
 import { isKafkitError } from '../../../src/errors/kafkit-error.ts'

@@ -1,8 +1,8 @@
-/** Which client failures count as transient (src/producer/outcome.ts), on the client's own error classes. */
+/** Which client failures count as retriable (src/kafka/errors.ts), on the client's own error classes. */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { MultipleErrors, NetworkError, ProtocolError, TimeoutError } from '@platformatic/kafka'
-import { isTransient } from '../../../src/producer/outcome.ts'
+import { isRetriable as isTransient } from '../../../src/kafka/errors.ts'
 
 test('network trouble, timeouts and retriable broker errors are transient, also inside retries', () => {
   assert.equal(isTransient(new NetworkError('Connection closed')), true)

@@ -8,7 +8,6 @@
  * at offset" and "partition failed with error", so each message gets its own outcome and a message
  * already written is never reported failed (or sent again).
  */
-import { findErrorBy } from '@platformatic/kafka'
 
 interface ErrorTree {
   code?: unknown
@@ -70,28 +69,4 @@ export function partitionOutcomes(error: unknown): PartitionOutcomes {
   }
   visit(error, 0)
   return { written, failed }
-}
-
-/** True for a broker-size rejection: the batch (or one record in it) is over the broker's limit. */
-export function isTooLarge(error: unknown): boolean {
-  return (
-    findErrorBy(error as Error, 'apiId', 'MESSAGE_TOO_LARGE') !== null ||
-    findErrorBy(error as Error, 'apiId', 'RECORD_LIST_TOO_LARGE') !== null
-  )
-}
-
-/**
- * True when the failure says the cluster was unreachable or unhealthy (lost connection, timeout,
- * leader moving, not enough replicas) rather than that this message is wrong: such failures count
- * for the circuit breaker, and a message that met one after its retries may go to the DLQ.
- */
-export function isTransient(error: unknown): boolean {
-  // A closed client or connection pool never reopens (the client marks these `closed`, canRetry false).
-  if (findErrorBy(error as Error, 'closed', true) !== null) return false
-  if (findErrorBy(error as Error, 'code', 'PLT_KFK_NETWORK') !== null) return true
-  if (typeof error !== 'object' || error === null) return false
-  // Every error in the chain retriable: what Kafka marks retriable (and @platformatic/kafka retried).
-  return (
-    findErrorBy(error as Error, 'canRetry', false) === null && findErrorBy(error as Error, 'canRetry', true) !== null
-  )
 }

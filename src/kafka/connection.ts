@@ -7,8 +7,8 @@
 import { readFileSync } from 'node:fs'
 import type { BaseOptions } from '@platformatic/kafka'
 import { z } from 'zod'
-import type { EnvBinding } from './define-options.ts'
-import { envBoolean, envDuration, envList, envString } from './env-parsers.ts'
+import type { EnvBinding } from '../config/define-options.ts'
+import { envBoolean, envDuration, envList, envString } from '../config/env-parsers.ts'
 
 const brokerAddress = z
   .string()
