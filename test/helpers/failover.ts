@@ -9,6 +9,7 @@ import { pauseNode, stopNode, type LocalKafkaCluster } from '../../src/testing/l
 import type { Producer } from '../../src/producer/producer.ts'
 import { readTopic } from './read-topic.ts'
 import { restartWhenPortFree } from './restart-nodes.ts'
+import { sleep } from './wait.ts'
 
 export type FaultKind = 'kill' | 'stop'
 
@@ -38,8 +39,6 @@ export async function leaderOf(brokers: string[], topic: string, partition: numb
     await admin.close()
   }
 }
-
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
 
 /** Runs the faults one after the other, each on the node leading the next partition in turn. */
 export async function runFaults(

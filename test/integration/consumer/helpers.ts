@@ -62,14 +62,6 @@ export async function committedOffsets(
   }
 }
 
-export async function waitFor(check: () => boolean, timeoutMs = 60_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
-
 export const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value))
 
 /** The group's committed offsets summed over `topic`'s partitions, polled until `total` or the timeout. */
@@ -128,3 +120,5 @@ export function busyWorker(
   })
   return { consumer, handled, warnings }
 }
+
+export { waitFor } from '../../helpers/wait.ts'

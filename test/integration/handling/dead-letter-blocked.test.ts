@@ -18,7 +18,7 @@ import { uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { createTestSchema } from '../sink/postgres-schema.ts'
 import { captureLogger } from '../../unit/handling/fixtures.ts'
-import { waitFor } from '../../fixtures/sink/log-events.ts'
+import { eventually } from '../../helpers/wait.ts'
 
 /** Smaller than any dead-letter record (its headers alone are larger). */
 const REFUSING = { 'max.message.bytes': '100' }
@@ -91,7 +91,7 @@ test('consumer: a dead-letter write the topic refuses holds the partition at the
   t.after(() => consumer.stop())
   await consumer.start()
 
-  assert.ok(await waitFor(() => blocked.length >= 3, 60_000), 'the refused write is retried and reported')
+  assert.ok(await eventually(() => blocked.length >= 3, 60_000), 'the refused write is retried and reported')
   assert.deepEqual([...new Set(blocked)], [10n])
   assert.equal(consumer.metrics().partitions[0]?.blocked?.offset, 10n, 'metrics name the stuck record')
   assert.ok(
@@ -109,8 +109,11 @@ test('consumer: a dead-letter write the topic refuses holds the partition at the
   assert.ok(committed <= 10n, `committed ${committed}: not past the record`)
 
   await acceptLargeRecords(brokers, dlq.topic)
-  assert.ok(await waitFor(() => handled.length === 29, 60_000), `handled ${handled.length} of 29 after the fix`)
-  assert.ok(await waitFor(async () => (await deadLetterCount(brokers, dlq.topic)) === 1, 20_000), 'dead-lettered once')
+  assert.ok(await eventually(() => handled.length === 29, 60_000), `handled ${handled.length} of 29 after the fix`)
+  assert.ok(
+    await eventually(async () => (await deadLetterCount(brokers, dlq.topic)) === 1, 20_000),
+    'dead-lettered once'
+  )
   assert.equal(consumer.metrics().partitions[0]?.blocked, undefined, 'no longer blocked')
 })
 
@@ -149,7 +152,7 @@ test('exactly-once sink: while the dead-letter topic refuses a bad record, no of
   t.after(() => sink.close())
   await sink.start()
 
-  assert.ok(await waitFor(() => blocked.length >= 3, 60_000), 'the refused write is retried and reported')
+  assert.ok(await eventually(() => blocked.length >= 3, 60_000), 'the refused write is retried and reported')
   assert.deepEqual([...new Set(blocked)], [150n])
   const stored = async () =>
     BigInt((await db.query<{ o: string }>(`SELECT max(next_offset) AS o FROM ${offsetsTable}`))[0]?.o ?? '0')
@@ -158,8 +161,8 @@ test('exactly-once sink: while the dead-letter topic refuses a bad record, no of
   assert.ok((await rows()) <= 150, 'nothing after the record is stored')
 
   await acceptLargeRecords(brokers, dlq.topic)
-  assert.ok(await waitFor(async () => (await rows()) === 299, 60_000), 'every good record stored after the fix')
-  assert.ok(await waitFor(async () => (await sink.lag()) === 0, 30_000), 'lag 0')
+  assert.ok(await eventually(async () => (await rows()) === 299, 60_000), 'every good record stored after the fix')
+  assert.ok(await eventually(async () => (await sink.lag()) === 0, 30_000), 'lag 0')
   assert.equal(await stored(), 300n)
   assert.equal(await deadLetterCount(brokers, dlq.topic), 1, 'the bad record dead-lettered once')
 })

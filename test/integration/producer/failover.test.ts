@@ -38,8 +38,8 @@ import {
 import { readTopic } from '../../helpers/read-topic.ts'
 import { restartWhenPortFree } from '../../helpers/restart-nodes.ts'
 import { TEST_PORTS } from '../../helpers/ports.ts'
-import { waitFor } from '../../fixtures/sink/log-events.ts'
 import { createTestSchema } from '../sink/postgres-schema.ts'
+import { eventually } from '../../helpers/wait.ts'
 
 const PORT = TEST_PORTS.producerLeaderKill
 const FAULTS = (process.env.KAFKIT_FAILOVER_FAULTS ?? 'kill,stop').split(',') as FaultKind[]
@@ -111,12 +111,12 @@ test(
     assert.deepEqual(check.duplicates.slice(0, 5), [], `${check.duplicates.length} records written twice`)
     assert.deepEqual(check.outOfOrderKeys.slice(0, 5), [], 'each key in send order')
 
-    assert.ok(await waitFor(() => seen.size === acknowledged.length, 120_000), `consumer saw ${seen.size}`)
+    assert.ok(await eventually(() => seen.size === acknowledged.length, 120_000), `consumer saw ${seen.size}`)
     const stored = async () => Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`))[0]?.n)
-    assert.ok(await waitFor(async () => (await stored()) === acknowledged.length, 120_000), 'sink stored all')
-    assert.ok(await waitFor(async () => (await sink.lag()) === 0, 60_000), 'sink lag 0')
+    assert.ok(await eventually(async () => (await stored()) === acknowledged.length, 120_000), 'sink stored all')
+    assert.ok(await eventually(async () => (await sink.lag()) === 0, 60_000), 'sink lag 0')
     assert.ok(
-      await waitFor(async () => (await consumer.lag()).every(p => p.lag === 0n), 60_000),
+      await eventually(async () => (await consumer.lag()).every(p => p.lag === 0n), 60_000),
       'consumer lag 0 (its commits caught up)'
     )
     assert.equal(consumer.health, 'running', 'the consumer never stopped')

@@ -58,14 +58,6 @@ export async function deleteFlowTopics(brokers: string[], origin: string): Promi
   }
 }
 
-export async function waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
-
 export interface LedgerEvents {
   attempts: { id: number; at: number; topic: string; lastFailure: number | undefined }[]
   failures: { id: number; at: number }[]
@@ -120,3 +112,5 @@ export async function liveParkedRecords(brokers: string[], parkedTopic: string):
   }
   return [...latest.values()].filter(Boolean).length
 }
+
+export { waitFor } from '../../helpers/wait.ts'

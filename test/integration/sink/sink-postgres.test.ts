@@ -23,11 +23,11 @@ import {
   logTableDdl,
   mapLogEvent,
   produceLogEvents,
-  waitFor,
   type LogEvent,
   type LogRow
 } from '../../fixtures/sink/log-events.ts'
 import { createTestSchema } from './postgres-schema.ts'
+import { eventually } from '../../helpers/wait.ts'
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -73,8 +73,8 @@ test('idempotent sink: good records stored once, bad ones dead-lettered, lag 0',
   })
   t.after(() => sink.close())
   await sink.start()
-  assert.ok(await waitFor(() => sink.stats.records === 3000, 60_000), `processed ${sink.stats.records} of 3000`)
-  assert.ok(await waitFor(async () => (await sink.lag()) === 0, 20_000), 'lag returns to 0')
+  assert.ok(await eventually(() => sink.stats.records === 3000, 60_000), `processed ${sink.stats.records} of 3000`)
+  assert.ok(await eventually(async () => (await sink.lag()) === 0, 20_000), 'lag returns to 0')
 
   const [count] = await db.query<{ n: string; d: string }>(
     `SELECT count(*) AS n, count(DISTINCT log_id) AS d FROM ${table}`
@@ -164,8 +164,8 @@ test('exactly-once, errorsTolerance all: undecodable, unmappable and database-re
   })
   t.after(() => sink.close())
   await sink.start()
-  assert.ok(await waitFor(() => sink.stats.records === 600, 60_000), `processed ${sink.stats.records} of 600`)
-  assert.ok(await waitFor(async () => (await sink.lag()) === 0, 20_000), 'lag returns to 0')
+  assert.ok(await eventually(() => sink.stats.records === 600, 60_000), `processed ${sink.stats.records} of 600`)
+  assert.ok(await eventually(async () => (await sink.lag()) === 0, 20_000), 'lag returns to 0')
   const [count] = await db.query<{ n: string; d: string }>(
     `SELECT count(*) AS n, count(DISTINCT log_id) AS d FROM ${table}`
   )
@@ -276,13 +276,13 @@ test('exactly-once sink: resumes from the offsets stored in Postgres, no duplica
   })
   t.after(() => sink.close())
   await sink.start()
-  assert.ok(await waitFor(() => sink.stats.records === 2000, 60_000), `processed ${sink.stats.records} of 2000`)
+  assert.ok(await eventually(() => sink.stats.records === 2000, 60_000), `processed ${sink.stats.records} of 2000`)
   assert.equal(sink.stats.alreadyStored, 300, 'the stored range is dropped before the write')
   const [count] = await db.query<{ n: string; d: string }>(
     `SELECT count(*) AS n, count(DISTINCT log_id) AS d FROM ${table}`
   )
   assert.deepEqual(count, { n: String(produced.good.length), d: String(produced.good.length) })
-  assert.ok(await waitFor(async () => (await sink.lag()) === 0, 20_000), 'lag returns to 0')
+  assert.ok(await eventually(async () => (await sink.lag()) === 0, 20_000), 'lag returns to 0')
   await sink.stop()
 })
 
@@ -315,7 +315,7 @@ test('database outage: the breaker opens, nothing is committed or lost, and the 
     } catch {
       // already running
     }
-    await waitFor(postgresReady, 30_000)
+    await eventually(postgresReady, 30_000)
   })
   const source = await createTestTopic({ bootstrapServers: brokers, partitions: 2, prefix: 'sink-src' })
   t.after(source.delete)
@@ -347,19 +347,19 @@ test('database outage: the breaker opens, nothing is committed or lost, and the 
   sink.on('breaker', change => states.push(change.to))
   await sink.start()
   const first = await produceLogEvents(brokers, source.topic, 1000, { runId: 'a' })
-  assert.ok(await waitFor(() => sink.stats.records === 1000, 60_000))
+  assert.ok(await eventually(() => sink.stats.records === 1000, 60_000))
 
   postgresCluster('stop')
   const second = await produceLogEvents(brokers, source.topic, 1000, { runId: 'b' })
-  assert.ok(await waitFor(() => states.includes('open'), 30_000), `breaker opened (states: ${states.join(', ')})`)
+  assert.ok(await eventually(() => states.includes('open'), 30_000), `breaker opened (states: ${states.join(', ')})`)
   const lagDuringOutage = await sink.lag()
   assert.equal(lagDuringOutage, 1000, 'nothing of the second half committed while the database is down')
   assert.equal(sink.stats.records, 1000)
   assert.equal(sink.stats.deadLettered, 0)
 
   postgresCluster('start')
-  assert.ok(await waitFor(() => sink.stats.records === 2000, 60_000), `caught up: ${sink.stats.records} of 2000`)
-  assert.ok(await waitFor(async () => (await sink.lag()) === 0, 20_000), 'lag returns to 0')
+  assert.ok(await eventually(() => sink.stats.records === 2000, 60_000), `caught up: ${sink.stats.records} of 2000`)
+  assert.ok(await eventually(async () => (await sink.lag()) === 0, 20_000), 'lag returns to 0')
   assert.equal(states.at(-1), 'closed')
   const [count] = await db.query<{ n: string; d: string }>(
     `SELECT count(*) AS n, count(DISTINCT log_id) AS d FROM ${table}`
