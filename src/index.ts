@@ -61,7 +61,7 @@ export * from './retry/index.ts'
 export * from './sink/index.ts'
 // Producer: batching, backpressure, Java-compatible partitioning, retries, breaker, DLQ, transactions.
 export * from './producer/index.ts'
-// Messages: the fluent builder with seed 004's standard headers, UUIDv7 event ids, serdes.
+// Messages: the fluent builder with the standard headers, UUIDv7 event ids, serdes.
 export { message, MessageBuilder, type OutgoingMessage, type MessageHeaders } from './message/builder.ts'
 export { newEventId } from './message/uuid.ts'
 export {

@@ -1,5 +1,5 @@
 /**
- * `ClickHouseSink`: the database writer of the ClickHouse sink (seed 000). ClickHouse has no
+ * `ClickHouseSink`: the database writer of the ClickHouse sink. ClickHouse has no
  * multi-statement transactions, so exactly-once is not offered; the sink is at-least-once with
  * idempotent storage:
  *

@@ -1,7 +1,7 @@
 /**
  * `kafkit/clickhouse`: the ClickHouse database writer of Kafkit's sink (peer dependency
- * `@clickhouse/client`), seed 000's ReplacingMergeTree `logs` table helper, and run-time detection of
- * what the connected server supports. Guide: docs/sinks.md.
+ * `@clickhouse/client`), the log pipeline's ReplacingMergeTree `logs` table helper, and run-time
+ * detection of what the connected server supports. Guide: docs/sinks.md.
  */
 export {
   ClickHouseSink,

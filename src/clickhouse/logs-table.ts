@@ -1,11 +1,11 @@
 /**
- * Seed 000's recommended ClickHouse `logs` table: ReplacingMergeTree versioned by insert time,
- * partitioned by month, with `log_id` in the sorting key so that a redelivered log event collapses
- * into one row (at merge time, or at once for reads `FINAL`). The DDL is built for the connected
- * server: where it lacks DateTime64, LowCardinality, now64() or TTL, the nearest older form is used
- * and the change is reported in `adaptations`, never silently. Where the server deduplicates
- * non-replicated inserts, the table keeps a deduplication window so a retried batch with the same
- * `insert_deduplication_token` is dropped on arrival.
+ * The log pipeline's recommended ClickHouse `logs` table: ReplacingMergeTree versioned by insert
+ * time, partitioned by month, with `log_id` in the sorting key so that a redelivered log event
+ * collapses into one row (at merge time, or at once for reads `FINAL`). The DDL is built for the
+ * connected server: where it lacks DateTime64, LowCardinality, now64() or TTL, the nearest older
+ * form is used and the change is reported in `adaptations`, never silently. Where the server
+ * deduplicates non-replicated inserts, the table keeps a deduplication window so a retried batch
+ * with the same `insert_deduplication_token` is dropped on arrival.
  */
 import type { ClickHouseClient } from '@clickhouse/client'
 import { detectCapabilities, type ClickHouseCapabilities } from './capabilities.ts'
@@ -14,7 +14,7 @@ import { quoteClickHouseName } from './names.ts'
 export interface LogsTableOptions {
   /** `table` or `database.table`; default `logs`. */
   table?: string
-  /** Days before rows expire (TTL), where the server has TTL; 0 disables. Default 90 (seed 000). */
+  /** Days before rows expire (TTL), where the server has TTL; 0 disables. Default 90. */
   ttlDays?: number
   /** Inserted blocks remembered for deduplication by token (non-replicated tables, 20.10+). Default 1000. */
   deduplicationWindow?: number
@@ -27,7 +27,7 @@ export interface LogsTable {
   table: string
   ddl: string
   capabilities: ClickHouseCapabilities
-  /** What differs from seed 000's schema on this server, and why. */
+  /** What differs from the recommended schema on this server, and why. */
   adaptations: string[]
 }
 
@@ -86,7 +86,7 @@ ORDER BY (service, environment, timestamp, log_id)${ttl}${settings.length > 0 ? 
   return { ddl, adaptations }
 }
 
-/** Creates seed 000's logs table when missing, adapted to the server; returns what was adapted. */
+/** Creates the logs table when missing, adapted to the server; returns what was adapted. */
 export async function createLogsTable(client: ClickHouseClient, options: LogsTableOptions = {}): Promise<LogsTable> {
   const capabilities = options.capabilities ?? (await detectCapabilities(client, options.signal))
   const { ddl, adaptations } = logsTableDdl(capabilities, options)

@@ -1,6 +1,6 @@
 /**
- * Parsers for environment values as seed 004 writes them: `10ms`, `1s`, `10MB`, `-1`, `true`,
- * `broker1:9092,broker2:9092`. Each throws an Error that says what form was expected.
+ * Parsers for environment values in the forms the `KAFKA_*` variables use: `10ms`, `1s`, `10MB`,
+ * `-1`, `true`, `broker1:9092,broker2:9092`. Each throws an Error that says what form was expected.
  */
 import type { EnvBinding } from './define-options.ts'
 

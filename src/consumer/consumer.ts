@@ -91,7 +91,7 @@ export interface ConsumerInit<V = unknown> extends Partial<ConsumerOptions> {
   middleware?: readonly Middleware<V>[]
   /** Decodes record values; default JSON (strict UTF-8). */
   valueSerde?: Serde<V>
-  /** Overrides the error classification; undefined falls back to the defaults (seed 004's lists). */
+  /** Overrides the error classification; undefined falls back to the defaults (built-in message lists). */
   classify?: (error: unknown) => ErrorKind | undefined
   logger?: HandlingLogger
   /** Environment to read `KAFKA_*` from (default process.env). */
@@ -458,7 +458,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   }
 
   /**
-   * Seed 003's max poll interval as a guard around every handler call, innermost (src/consumer/watchdog.ts).
+   * The max poll interval as a guard around every handler call, innermost (src/consumer/watchdog.ts).
    * The call's signal is made on first use and aborts with the partition's (revoke, stop).
    */
   #watchdog(): Middleware<V> {

@@ -1,6 +1,6 @@
 /**
- * A fetched record as handlers see it (ConsumedMessage): headers as a map and in wire order, seed
- * 004's standard headers typed, the key decoded as strict UTF-8, the value through the serde, and the
+ * A fetched record as handlers see it (ConsumedMessage): headers as a map and in wire order, the
+ * standard headers typed, the key decoded as strict UTF-8, the value through the serde, and the
  * raw bytes kept for dead-lettering. Decoding never throws: a record that does not decode comes back
  * as a DecodeFailure (its `value` undefined), so the runtime can dead-letter it with its raw bytes.
  */

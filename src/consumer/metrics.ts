@@ -1,5 +1,5 @@
 /**
- * The consumer's counters (seed 002's source metrics plus what a worker needs): records consumed,
+ * The consumer's counters (the usual client metrics plus what a worker needs): records consumed,
  * processed, failed, retried, dead-lettered, business-refused and skipped; in flight and buffered;
  * commits with their latency; rebalances; and the last measured lag per partition.
  */

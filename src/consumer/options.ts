@@ -1,7 +1,7 @@
 /**
- * The consumer's options: one schema (type, defaults, validation, the docs/options.md table) with seed
- * 004's `KAFKA_CONSUMER_*` environment names beside the connection ones, and seed 003's max poll
- * records / max poll interval. Precedence: defaults < environment < code. Functions (handlers,
+ * The consumer's options: one schema (type, defaults, validation, the docs/options.md table) with the
+ * `KAFKA_CONSUMER_*` environment names beside the connection ones, and the max poll records / max
+ * poll interval. Precedence: defaults < environment < code. Functions (handlers,
  * middleware, serdes, classifiers) are passed beside the options, not through the schema.
  */
 import { z } from 'zod'
@@ -9,7 +9,7 @@ import { connectionEnv, connectionSecrets, connectionShape } from '../kafka/conn
 import { defineOptions, type EnvBinding } from '../config/define-options.ts'
 import { envBytes, envDuration, envInteger, envList, envString } from '../config/env-parsers.ts'
 
-/** `KAFKA_CONSUMER_START_OFFSET`: seed 004 uses -1 (newest) and -2 (oldest); names work too. */
+/** `KAFKA_CONSUMER_START_OFFSET`: -1 (newest) and -2 (oldest); names work too. */
 const envStartOffset = (name: string): EnvBinding => ({
   name,
   parse: raw => {
@@ -76,7 +76,7 @@ export const consumerOptions = defineOptions({
       .enum(['earliest', 'latest'])
       .default('latest')
       .describe(
-        'Where a partition without a committed offset starts (seed 004 -1 newest is the default; -2 oldest is `earliest`).'
+        'Where a partition without a committed offset starts: `latest` (-1, newest) by default, or `earliest` (-2, oldest).'
       ),
     minBytes: z.number().int().min(1).default(1).describe('Fetch: least bytes the broker waits for.'),
     maxBytes: z
@@ -84,7 +84,7 @@ export const consumerOptions = defineOptions({
       .int()
       .min(1024)
       .default(10 * MiB)
-      .describe('Fetch: most bytes per fetch response (seed 004 default 10MB).'),
+      .describe('Fetch: most bytes per fetch response (default 10MB).'),
     maxBytesPerPartition: z
       .number()
       .int()
@@ -109,7 +109,7 @@ export const consumerOptions = defineOptions({
       .int()
       .min(1)
       .default(1000)
-      .describe('`interval` strategy: commit period (seed 004 KAFKA_CONSUMER_COMMIT_INTERVAL, default 1s).'),
+      .describe('`interval` strategy: commit period (default 1s).'),
     commitEveryMessages: z
       .number()
       .int()
@@ -167,7 +167,7 @@ export const consumerOptions = defineOptions({
       .min(1)
       .default(500)
       .describe(
-        'Seed 003 max poll records: the largest batch given to a batch handler, and how many records the client reads ahead of the worker.'
+        'Max poll records: the largest batch given to a batch handler, and how many records the client reads ahead of the worker.'
       ),
     batchLingerMs: z
       .number()
@@ -191,7 +191,7 @@ export const consumerOptions = defineOptions({
       .min(1)
       .default(300_000)
       .describe(
-        'Seed 003 max poll interval: the longest one handler call may run; then its signal aborts and the attempt fails as a transient timeout (KAFKIT_HANDLER_TIMEOUT), so a stuck handler never holds its partition forever. Checked on a tick of a tenth of it (50 ms to 5 s): a call fails between this and this plus two ticks after it started, never earlier.'
+        'Max poll interval: the longest one handler call may run; then its signal aborts and the attempt fails as a transient timeout (KAFKIT_HANDLER_TIMEOUT), so a stuck handler never holds its partition forever. Checked on a tick of a tenth of it (50 ms to 5 s): a call fails between this and this plus two ticks after it started, never earlier.'
       ),
     maxRetries: z
       .number()
@@ -233,7 +233,7 @@ export const consumerOptions = defineOptions({
       })
       .optional()
       .describe(
-        'Consumer circuit breaker (seeds 000, 003) for downstream outages: while open, fetching pauses and nothing is committed or dead-lettered. Absent: off.'
+        'Consumer circuit breaker for downstream outages: while open, fetching pauses and nothing is committed or dead-lettered. Absent: off.'
       ),
     handleSignals: z
       .boolean()

@@ -1,5 +1,5 @@
 /**
- * Seed 003's max poll interval: no handler call may run longer than `limitMs`. A call over the limit
+ * The max poll interval: no handler call may run longer than `limitMs`. A call over the limit
  * fails with HandlerTimeoutError (transient, so the executor retries or dead-letters it) and its signal
  * aborts, so a stuck handler never holds its partition.
  *

@@ -1,5 +1,5 @@
 /**
- * The consumer circuit breaker policy (seeds 000 and 003): consecutive transient (downstream) failures
+ * The consumer circuit breaker policy: consecutive transient (downstream) failures
  * open it, and then the worker stops instead of burning through its backlog: nothing new is
  * dispatched, nothing is dead-lettered, nothing is committed. After the cool-down one attempt probes
  * the downstream; its success closes the breaker and everything resumes, its failure re-opens it.

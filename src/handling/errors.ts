@@ -1,9 +1,10 @@
 /**
- * Error kinds (seed 004): a handler steers what happens to a failed message by what it throws.
+ * Error kinds (transient, permanent, business): a handler steers what happens to a failed message by
+ * what it throws.
  * `TransientError` is retried in place with backoff, then dead-lettered; `PermanentError` is
  * dead-lettered at once; `BusinessError` is logged and committed (neither retried nor dead-lettered).
  * Errors of other classes are classified by `classifyError`: explicit kinds first (also found in the
- * `cause` chain), then Node's network error codes, then seed 004's message lists; anything still
+ * `cause` chain), then Node's network error codes, then the built-in message lists; anything still
  * unknown counts as transient, so an unexpected failure is retried before it is dead-lettered and is
  * never silently committed. Users override the whole decision with their own classifier.
  */
@@ -82,7 +83,7 @@ export function explicitKind(error: unknown): ErrorKind | undefined {
   return typeof kind === 'string' && kinds.includes(kind) ? (kind as ErrorKind) : undefined
 }
 
-/** Seed 004's lists, matched case-insensitively against the message of the error and of its causes. */
+/** The built-in message lists, matched case-insensitively against the message of the error and its causes. */
 export const transientMessagePatterns: readonly string[] = [
   'connection refused',
   'timeout',
@@ -121,9 +122,9 @@ const transientSystemCodes = new Set([
 export type ErrorClassifier = (error: unknown) => ErrorKind | undefined
 
 export interface ErrorClassifierOptions {
-  /** Extra substrings (lower case) meaning transient, added to seed 004's list. */
+  /** Extra substrings (lower case) meaning transient, added to the built-in list. */
   transientPatterns?: readonly string[]
-  /** Extra substrings (lower case) meaning permanent, added to seed 004's list. */
+  /** Extra substrings (lower case) meaning permanent, added to the built-in list. */
   permanentPatterns?: readonly string[]
   /** The kind of an error nothing recognises. Default `transient`: retried, then dead-lettered. */
   fallback?: ErrorKind
@@ -180,5 +181,5 @@ export function createErrorClassifier(options: ErrorClassifierOptions = {}): (er
   }
 }
 
-/** The default classifier (seed 004's lists, unknown errors transient). */
+/** The default classifier (the built-in message lists, unknown errors transient). */
 export const classifyError: (error: unknown) => ErrorKind = createErrorClassifier()

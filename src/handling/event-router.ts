@@ -1,6 +1,6 @@
 /**
- * A typed router by event type (seed 001's EventRouter): `router.on('todos.task.created', handler)`.
- * The type comes from the `event-type` header (seed 004), else the CloudEvents binary-mode `ce_type`
+ * A typed router by event type: `router.on('todos.task.created', handler)`.
+ * The type comes from the `event-type` header, else the CloudEvents binary-mode `ce_type`
  * header, else the `type` of a structured CloudEvent in the value; a custom extractor replaces that.
  * Middleware wraps at two levels: `use()` for every message the router gets (fallbacks included),
  * and per route. A route may declare a schema (anything with `parse`, e.g. zod): a value that does not
@@ -8,8 +8,8 @@
  *
  * Messages without a route: an event of a type nobody registered is skipped by default (logged at
  * debug, published as `unrouted`): a topic often carries several event types and a service handles the
- * ones it cares about, as seed 001's router does. A message with no event type at all is malformed for
- * a router and is dead-lettered by default, so it ends somewhere visible. Both are configurable:
+ * ones it cares about, as event routers usually do. A message with no event type at all is malformed
+ * for a router and is dead-lettered by default, so it ends somewhere visible. Both are configurable:
  * `'skip'`, `'business'` (logged and committed), `'dead-letter'`, or a handler of your own.
  */
 import { ConfigError } from '../errors/kafkit-error.ts'

@@ -93,7 +93,7 @@ export interface HandlerExecutorInit<V = unknown> extends HandlerExecutorOptions
   batchHandler?: BatchHandler<V>
   /**
    * Overrides the classification of a failure; return undefined to fall back to the default rules
-   * (explicit kinds, network codes, seed 004's message lists, unknown → transient).
+   * (explicit kinds, network codes, the built-in message lists, unknown → transient).
    */
   classify?: (error: unknown) => ErrorKind | undefined
   breaker?: ConsumerCircuitBreaker

@@ -2,7 +2,7 @@
  * The data options of message handling, one schema per component (the executor, the consumer circuit
  * breaker, the dead-letter writer), validated once at construction and documented in docs/options.md.
  * Functions (handlers, classifiers, clocks) are passed beside them, not through the schema. These
- * components take no environment variables of their own: seed 004's `KAFKA_CONSUMER_MAX_RETRIES` and
+ * components take no environment variables of their own: `KAFKA_CONSUMER_MAX_RETRIES` and
  * `KAFKA_CONSUMER_DLQ_TOPIC` belong to the consumer's options, which pass them on.
  */
 import { z } from 'zod'

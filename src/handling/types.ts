@@ -23,7 +23,7 @@ export interface ConsumedMessage<V = unknown, K = string | null> {
    * Optional: when the runtime provides it, dead-letter records copy the headers from here exactly.
    */
   headerEntries?: readonly (readonly [string, Buffer])[]
-  /** Seed 004's standard headers, typed. */
+  /** The standard headers, typed. */
   meta: StandardHeaders
   /** The undecoded key and value, kept for dead-lettering. */
   raw: { key: Buffer | null; value: Buffer | null }

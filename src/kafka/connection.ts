@@ -1,7 +1,7 @@
 /**
  * Connection options shared by every client (producer, consumer, admin): brokers, client id, SASL and
- * TLS, with seed 004's `KAFKA_BROKERS` and Kafkit's `KAFKA_CLIENT_ID` / `KAFKA_SASL_*` / `KAFKA_TLS*`
- * environment names. Components spread `connectionShape` into their own schema and
+ * TLS, with `KAFKA_BROKERS` and Kafkit's `KAFKA_CLIENT_ID` / `KAFKA_SASL_*` / `KAFKA_TLS*` environment
+ * names. Components spread `connectionShape` into their own schema and
  * `connectionEnv` into their env bindings, then map with `toClientOptions`.
  */
 import { readFileSync } from 'node:fs'

@@ -1,5 +1,5 @@
 /**
- * The message a producer sends, and seed 004's fluent builder for it: key, value, headers and the
+ * The message a producer sends, and the fluent builder for it: key, value, headers and the
  * standard headers (`event-type`, `correlation-id`, `conversation-id`, `source`, `schema-version`,
  * `retry-count`), with `event-id` (a UUIDv7) and `timestamp` (RFC 3339) filled in at `build()` when
  * absent. Consumers read the standard headers back typed with `readStandardHeaders`. The value keeps

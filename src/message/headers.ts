@@ -1,5 +1,5 @@
 /**
- * Seed 004's standard headers: their wire names, and typed reading on the consumer side. Producers write
+ * The standard headers: their wire names, and typed reading on the consumer side. Producers write
  * them through the message builder; consumers get them parsed as `message.meta`. Values are UTF-8.
  */
 import { internAscii } from '../util/ascii-intern.ts'

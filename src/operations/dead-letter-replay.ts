@@ -251,8 +251,9 @@ export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayR
             configs: { 'cleanup.policy': 'compact' }
           }
         ])
-        // The ledger is Kafkit's own bookkeeping: its name is not meant to follow seed 001. Another
-        // replay may create it at the same moment; that one is as good as ours.
+        // The ledger is Kafkit's own bookkeeping: its name is not meant to follow the
+        // `<domain>.<entity>.<event-type>` naming convention. Another replay may create it at the same
+        // moment; that one is as good as ours.
         await applyTopicPlan(admin, { entries: plan.entries.filter(e => e.action === 'create'), warnings: [] }).catch(
           async (error: unknown) => {
             if (!(await admin.listTopics({ includeInternals: false })).includes(ledgerTopic)) throw error

@@ -22,7 +22,7 @@ export const postgresSinkOptions = defineOptions({
         .min(1)
         .optional()
         .describe(
-          'Columns of a unique constraint (seed 000: `["log_id"]`); rows whose key exists are skipped (`ON CONFLICT DO NOTHING`). Required for `idempotent`.'
+          'Columns of a unique constraint (for the logs table: `["log_id"]`); rows whose key exists are skipped (`ON CONFLICT DO NOTHING`). Required for `idempotent`.'
         ),
       version: identifier
         .optional()

@@ -2,7 +2,7 @@
  * `PostgresSink`: the database writer of the Postgres sink. One `write` is one transaction, so a batch
  * is stored whole or not at all, and the runner commits Kafka offsets only after it resolved.
  *
- * - `idempotent` (seed 000's pattern 5): `INSERT ... ON CONFLICT (key) DO NOTHING`, or an upsert that
+ * - `idempotent` (idempotent writes): `INSERT ... ON CONFLICT (key) DO NOTHING`, or an upsert that
  *   keeps the higher `version`; a redelivered batch finds its rows and skips them.
  * - `exactly-once`: the rows and the next offset of each partition go into one transaction, the offsets
  *   into a Kafkit table (`kafkit_offsets("group", topic, partition, next_offset)`). The offset rows are

@@ -1,6 +1,6 @@
 /**
- * The producer's counters (seed 002's list: sent, failed, bytes, retries, breaker trips, last error,
- * average and max latency) plus p50/p99 latency. Latency is send() to acknowledgement per message,
+ * The producer's counters (sent, failed, bytes, retries, breaker trips, last error, average
+ * and max latency) plus p50/p99 latency. Latency is send() to acknowledgement per message,
  * recorded into a log-linear histogram (16 buckets per power of two: percentiles within ~4%, fixed
  * memory however long the producer runs), so recording costs a few operations on the hot path.
  */

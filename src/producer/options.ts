@@ -1,9 +1,9 @@
 /**
- * The producer's options: one schema (type, defaults, validation, the docs/options.md table), seed
- * 004's `KAFKA_PRODUCER_*` environment names beside the connection ones, and seed 002's tuning
- * presets as profiles (`throughput`, `latency`, `exactlyOnce`), each overridable key by key.
- * Precedence: defaults < profile < environment < code. Functions (serdes, a custom partitioner) are
- * passed beside the options, not through the schema.
+ * The producer's options: one schema (type, defaults, validation, the docs/options.md table), the
+ * `KAFKA_PRODUCER_*` environment names beside the connection ones, and tuning presets as profiles
+ * (`throughput`, `latency`, `exactlyOnce`), each overridable key by key. Precedence:
+ * defaults < profile < environment < code. Functions (serdes, a custom partitioner) are passed beside
+ * the options, not through the schema.
  */
 import { z } from 'zod'
 import { connectionEnv, connectionSecrets, connectionShape } from '../kafka/connection.ts'
@@ -22,7 +22,7 @@ const envAcks = (name: string): EnvBinding => ({
   }
 })
 
-/** Seed 004 counts attempts (first try included); the option counts retries. */
+/** `KAFKA_PRODUCER_MAX_ATTEMPTS` counts attempts (first try included); the option counts retries. */
 const envAttemptsAsRetries = (name: string): EnvBinding => ({
   name,
   parse: raw => {
@@ -60,7 +60,7 @@ export const producerOptions = defineOptions({
     transactionalId: envString('KAFKA_PRODUCER_TRANSACTIONAL_ID')
   },
   profiles: {
-    // Seed 002 "High Throughput": big batches, a long linger, lz4, more memory and requests in flight.
+    // "High Throughput": big batches, a long linger, lz4, more memory and requests in flight.
     throughput: {
       batchSize: 10_000,
       lingerMs: 100,
@@ -68,9 +68,9 @@ export const producerOptions = defineOptions({
       bufferMemory: 64 * MiB,
       maxInFlight: 10
     },
-    // Seed 002 "Low Latency": every message its own request, at once, uncompressed, one at a time.
+    // "Low Latency": every message its own request, at once, uncompressed, one at a time.
     latency: { batchSize: 1, lingerMs: 0, compression: 'none', maxInFlight: 1 },
-    // Seed 002 "Reliability (Exactly-Once)": idempotent, acks=all, strict order (retries are bounded by
+    // "Reliability (Exactly-Once)": idempotent, acks=all, strict order (retries are bounded by
     // deliveryTimeoutMs, as in every profile).
     exactlyOnce: { idempotent: true, acks: -1, maxInFlight: 1 }
   },
@@ -81,13 +81,9 @@ export const producerOptions = defineOptions({
         .enum(producerProfiles)
         .optional()
         .describe(
-          'A preset from seed 002 applied under the environment and code: `throughput` (batchSize 10000, lingerMs 100, lz4, bufferMemory 64 MiB, maxInFlight 10), `latency` (batchSize 1, lingerMs 0, none, maxInFlight 1), `exactlyOnce` (idempotent, acks -1, maxInFlight 1).'
+          'A tuning preset applied under the environment and code: `throughput` (batchSize 10000, lingerMs 100, lz4, bufferMemory 64 MiB, maxInFlight 10), `latency` (batchSize 1, lingerMs 0, none, maxInFlight 1), `exactlyOnce` (idempotent, acks -1, maxInFlight 1).'
         ),
-      topic: z
-        .string()
-        .min(1)
-        .optional()
-        .describe('Default topic for messages that name none (seed 002 `topic`, seed 004 NewProducerConfigFromEnv).'),
+      topic: z.string().min(1).optional().describe('Default topic for messages that name none.'),
       acks: z
         .union([z.literal(-1), z.literal(0), z.literal(1)])
         .default(-1)
@@ -184,7 +180,7 @@ export const producerOptions = defineOptions({
             .int()
             .min(0)
             .default(100)
-            .describe('Cap of the first retry delay (seed 002 base_backoff_ms; Kafka `retry.backoff.ms`).'),
+            .describe('Cap of the first retry delay (Kafka `retry.backoff.ms`).'),
           maxMs: z.number().int().min(0).default(1000).describe('Largest retry delay (Kafka `retry.backoff.max.ms`).')
         })
         .prefault({})
@@ -212,13 +208,13 @@ export const producerOptions = defineOptions({
             )
         })
         .prefault({})
-        .describe('Circuit breaker (seed 002): fails sends fast while the cluster takes no writes.'),
+        .describe('Circuit breaker: fails sends fast while the cluster takes no writes.'),
       dlqTopic: z
         .string()
         .min(1)
         .optional()
         .describe(
-          'Dead-letter topic (seed 004) for messages that failed for good with a retriable error before their delivery timeout (their maxRetries ran out): they are written there with `kafkit-dlq-*` headers and send() resolves with status `dead-lettered`. Not used inside transactions.'
+          'Dead-letter topic for messages that failed for good with a retriable error before their delivery timeout (their maxRetries ran out): they are written there with `kafkit-dlq-*` headers and send() resolves with status `dead-lettered`. Not used inside transactions.'
         ),
       partitioner: z
         .enum(['murmur2', 'round-robin'])
@@ -234,7 +230,7 @@ export const producerOptions = defineOptions({
         .boolean()
         .default(false)
         .describe(
-          'Seed 004 async writes: send() resolves (status `queued`) once the message is buffered, not acknowledged; failures go to metrics, the `failed` event and the DLQ.'
+          'Async writes: send() resolves (status `queued`) once the message is buffered, not acknowledged; failures go to metrics, the `failed` event and the DLQ.'
         ),
       transactionalId: z
         .string()

@@ -1,5 +1,5 @@
 /**
- * A producer transaction (seed 002's exactly-once sends): everything sent while it is open belongs to
+ * A producer transaction (exactly-once sends): everything sent while it is open belongs to
  * it and becomes visible to `read_committed` consumers only when it commits; an abort makes all of it
  * invisible. The producer owns the mechanics (flushing, the broker calls); this object is the handle
  * the caller holds, and refuses calls once the transaction is over.

@@ -15,7 +15,7 @@ export const retryOptions = defineOptions({
       .min(1)
       .default([300_000, 600_000, 1_200_000, 2_400_000])
       .describe(
-        'Delays of the retry tiers, in order: milliseconds or durations such as `250ms`, `30s`, `5m`, `1h`. Each tier is a topic `<topic>.retry.<delay>`. Default seed 003: 5m, 10m, 20m, 40m.'
+        'Delays of the retry tiers, in order: milliseconds or durations such as `250ms`, `30s`, `5m`, `1h`. Each tier is a topic `<topic>.retry.<delay>`. Default: 5m, 10m, 20m, 40m.'
       ),
     topicTemplate: z
       .string()

@@ -1,5 +1,5 @@
 /**
- * `RetryingConsumer`: a consumer with delayed retry tiers (seed 003: 5m, 10m, 20m, 40m, then the DLQ)
+ * `RetryingConsumer`: a consumer with delayed retry tiers (by default 5m, 10m, 20m, 40m, then the DLQ)
  * that never block a partition, and optional per-key ordered retries. It runs one consumer runtime per
  * role, all with the same handler:
  *

@@ -1,7 +1,7 @@
 /**
  * The options of the sink runner, in Kafka Connect's terms where Connect has one (`topics`,
  * `batch.size`, `linger.ms`, `errors.tolerance`, `errors.deadletterqueue.topic.name`): one schema,
- * validated once, with `KAFKA_SINK_*` environment variables beside seed 004's connection ones, and
+ * validated once, with `KAFKA_SINK_*` environment variables beside the connection ones, and
  * documented in docs/options.md. The writer, the mapping and the serde are passed beside them.
  */
 import { z } from 'zod'

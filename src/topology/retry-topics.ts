@@ -12,7 +12,7 @@
  * every retry but the last per key), keeps records longer than its delay and accepts records as large
  * as the origin does. The DLQ may have any partition count; it must not be compacted either. A misfit
  * is a KAFKIT_RETRY_TOPIC_MISFIT error naming the topic, what is wrong and what to do, raised before
- * anything is created. Names off seed 001's convention are warnings only.
+ * anything is created. Names off the `<domain>.<entity>.<event-type>` convention are warnings only.
  */
 import { Admin, ConfigResourceTypes, type BaseOptions } from '../kafka/client.ts'
 import { parseDurationMs } from '../config/env-parsers.ts'
@@ -23,7 +23,7 @@ import { applyTopicPlan, planTopics, type TopicPlan, type TopicSpec } from './to
 /** A tier's delay: milliseconds, or a duration text such as `250ms`, `30s`, `5m`, `1h`. */
 export type RetryDelay = number | string
 
-/** The seed 003 tiers: 5m, 10m, 20m, 40m. */
+/** The default tiers: 5m, 10m, 20m, 40m. */
 export const DEFAULT_RETRY_TIERS: readonly number[] = Object.freeze([300_000, 600_000, 1_200_000, 2_400_000])
 
 /**
@@ -223,7 +223,7 @@ export interface RetryTopicPlan {
   names: RetryTopicNames
   origin: { topic: string; partitions: number; replicationFactor: number; maxMessageBytes: number }
   topics: RetryTopicStatus[]
-  /** Naming advice (seed 001) and fit advice, one line each. */
+  /** Naming advice (the `<domain>.<entity>.<event-type>` convention) and fit advice, one line each. */
   warnings: string[]
 }
 

@@ -1,5 +1,5 @@
 /**
- * Topic names: what Kafka accepts (hard errors) and seed 001's convention
+ * Topic names: what Kafka accepts (hard errors) and the naming convention
  * `<domain>.<entity>.<event-type>` (advice). Derived topics keep their base's name and add a suffix
  * (`.retry.<delay>`, `.dlq`), so `todos.task.events.retry.5m` follows the convention when its base does.
  */

@@ -31,7 +31,7 @@ export type TopicPlanEntry =
 
 export interface TopicPlan {
   entries: TopicPlanEntry[]
-  /** Names that break seed 001's convention: advice, never an error. */
+  /** Names that break the `<domain>.<entity>.<event-type>` convention: advice, never an error. */
   warnings: string[]
 }
 

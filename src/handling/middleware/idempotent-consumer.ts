@@ -1,5 +1,5 @@
 /**
- * Idempotent consumer (seeds 000 and 001): each event runs at most once per scope, even though Kafka
+ * Idempotent consumer: each event runs at most once per scope, even though Kafka
  * delivers at least once. The event id comes from the `event-id` header by default; before the handler
  * the middleware claims it in a ProcessedIdStore: an id already processed is skipped (and published as
  * `duplicate`), one claimed by another worker fails as transient (`KAFKIT_EVENT_IN_PROGRESS`, retried

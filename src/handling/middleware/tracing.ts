@@ -13,7 +13,7 @@ export interface TraceContext {
   partition: number
   offset: bigint
   attempt: number
-  /** Seed 004's standard headers (event id and type, correlation id, ...). */
+  /** The standard headers (event id and type, correlation id, ...). */
   headers: StandardHeaders
   traceparent: string | undefined
   tracestate: string | undefined
