@@ -7,12 +7,11 @@
  * reconciliation per sink: produced = stored + dead-lettered, 0 duplicates, and the throughput; the
  * exit code is 1 when anything does not add up.
  *
- *   npm run log-pipeline -- --count 50000 --bad-every 1000
+ *   npm run example:log-pipeline -- --count 50000 --bad-every 1000
  */
 import { parseArgs } from 'node:util'
-import { Producer, ProduceAcks } from '@platformatic/kafka'
 import { MultiBar, Presets } from 'cli-progress'
-import { Sink, type ConsumedMessage, type SinkWriter } from 'kafkit'
+import { Producer, Sink, bytesSerde, type ConsumedMessage, type SinkWriter } from 'kafkit'
 import { PostgresSink, pgliteDatabase, type SqlDatabase } from 'kafkit/postgres'
 import { createTestTopic, uniqueName, useKafka } from 'kafkit/testing'
 import { generateLogEvent, type LogEvent } from './log-events.ts'
@@ -34,7 +33,7 @@ const brokers = kafka.bootstrapServers
 console.log(`Kafka: ${brokers.join(',')}`)
 const runId = uniqueName('run')
 
-// Topics of this run (deleted at the end): the raw logs and one dead-letter topic per sink.
+// Topics of this run: the raw logs (deleted at the end) and one dead-letter topic per sink (kept).
 const raw = await createTestTopic({ bootstrapServers: brokers, partitions: 3, prefix: 'kafkit.logs.raw' })
 const dlqPostgres = await createTestTopic({
   bootstrapServers: brokers,
@@ -213,11 +212,13 @@ for (const [index, target] of targets.entries()) {
   await target.sink.start()
 }
 
-const producer = new Producer({
+// Kafkit's producer with its defaults (idempotent, acks all); the values are ready-made bytes.
+const producer = new Producer<Buffer>({
+  brokers,
   clientId: 'kafkit-log-pipeline',
-  bootstrapBrokers: brokers,
-  idempotent: true,
-  acks: ProduceAcks.ALL
+  topic: raw.topic,
+  valueSerde: bytesSerde,
+  env: {}
 })
 let bad = 0
 for (let sent = 0; sent < total;) {
@@ -226,9 +227,9 @@ for (let sent = 0; sent < total;) {
   for (let i = sent; i < sent + size; i++) {
     const { key, value, malformed } = generateLogEvent(runId, i, badEvery)
     if (malformed) bad++
-    messages.push({ topic: raw.topic, key: Buffer.from(key), value })
+    messages.push({ key, value })
   }
-  await producer.send({ messages })
+  for (const outcome of await producer.sendBatch(messages)) if (!outcome.ok) throw outcome.error
   sent += size
   producedBar?.update(sent)
 }
@@ -260,6 +261,10 @@ for (const target of targets) {
 }
 console.log(`  throughput      ${Math.round(total / seconds)} events/s produced and sunk (${seconds.toFixed(2)} s)`)
 console.log(`  all accounted for: ${ok ? 'yes' : 'NO'}`)
-for (const topic of topics) await topic.delete().catch(() => undefined)
+// The raw topic goes; the dead-letter topics stay, to look at with the DLQ commands.
+await raw.delete().catch(() => undefined)
+const dlqTopics = topics.filter(topic => topic !== raw).map(topic => topic.topic)
+console.log(`\nThe malformed events are in ${dlqTopics.join(' and ')}:`)
+for (const topic of dlqTopics) console.log(`  npx kafkit dlq list ${topic} --brokers ${brokers.join(',')}`)
 await kafka.release()
 if (!ok) process.exitCode = 1

@@ -1,20 +1,13 @@
 /**
- * The README's main job, for now: a produce-and-consume round trip on a real Kafka. Uses KAFKA_BROKERS
+ * A produce-and-consume round trip with Kafkit's Producer and Consumer on a real Kafka. Uses KAFKA_BROKERS
  * when set, otherwise starts the embedded local Kafka (and stops it afterwards if this run started it).
  * Prints progress while it runs and a closing reconciliation: every message produced was consumed once.
  *
- *   npm start -- --count 50000
+ *   npm run example:quickstart -- --count 50000
  */
 import { parseArgs } from 'node:util'
-import {
-  Consumer,
-  MessagesStreamModes,
-  Producer,
-  ProduceAcks,
-  stringDeserializers,
-  stringSerializers
-} from '@platformatic/kafka'
 import { MultiBar, Presets } from 'cli-progress'
+import { Consumer, Producer } from 'kafkit'
 import { createTestTopic, uniqueName, useKafka } from 'kafkit/testing'
 
 const { values } = parseArgs({ options: { count: { type: 'string', default: '20000' } } })
@@ -27,20 +20,7 @@ const brokers = kafka.bootstrapServers
 console.log(`Kafka: ${brokers.join(',')}`)
 
 const { topic } = await createTestTopic({ bootstrapServers: brokers, partitions: 3, prefix: 'kafkit.demo.events' })
-const producer = new Producer({
-  clientId: 'kafkit-demo',
-  bootstrapBrokers: brokers,
-  serializers: stringSerializers,
-  idempotent: true,
-  acks: ProduceAcks.ALL
-})
-const consumer = new Consumer({
-  clientId: 'kafkit-demo',
-  groupId: uniqueName('kafkit-demo'),
-  bootstrapBrokers: brokers,
-  deserializers: stringDeserializers,
-  maxWaitTime: 200
-})
+const producer = new Producer<{ id: number; at: string }>({ brokers, topic, clientId: 'kafkit-demo' })
 
 // Bars on a terminal; in CI logs (no TTY) the summary alone says what happened.
 const bars = process.stderr.isTTY
@@ -50,35 +30,41 @@ const producedBar = bars?.create(total, 0, { name: 'produced' })
 const consumedBar = bars?.create(total, 0, { name: 'consumed' })
 
 const started = performance.now()
-const seen = new Map<string, number>()
-const stream = await consumer.consume({ topics: [topic], mode: MessagesStreamModes.EARLIEST, autocommit: 1000 })
-const allConsumed = new Promise<void>(resolve => {
-  stream.on('data', message => {
-    seen.set(message.value, (seen.get(message.value) ?? 0) + 1)
+const seen = new Map<number, number>()
+let allConsumed!: () => void
+const consumed = new Promise<void>(resolve => (allConsumed = resolve))
+const consumer = new Consumer<{ id: number; at: string }>({
+  brokers,
+  clientId: 'kafkit-demo',
+  groupId: uniqueName('kafkit-demo'),
+  topics: [topic],
+  startOffset: 'earliest',
+  handler: message => {
+    seen.set(message.value.id, (seen.get(message.value.id) ?? 0) + 1)
     consumedBar?.update(seen.size)
-    if (seen.size === total) resolve()
-  })
+    if (seen.size === total) allConsumed()
+    return Promise.resolve()
+  }
 })
+await consumer.start()
 
 for (let sent = 0; sent < total;) {
   const size = Math.min(1000, total - sent)
-  await producer.send({
-    messages: Array.from({ length: size }, (_, j) => ({
-      topic,
+  await producer.sendBatch(
+    Array.from({ length: size }, (_, j) => ({
       key: `user-${(sent + j) % 97}`,
-      value: JSON.stringify({ id: sent + j, at: new Date().toISOString() })
+      value: { id: sent + j, at: new Date().toISOString() }
     }))
-  })
+  )
   sent += size
   producedBar?.update(sent)
 }
 let timer: NodeJS.Timeout | undefined
-await Promise.race([allConsumed, new Promise(resolve => (timer = setTimeout(resolve, 120_000)))])
+await Promise.race([consumed, new Promise(resolve => (timer = setTimeout(resolve, 120_000)))])
 clearTimeout(timer)
 const seconds = (performance.now() - started) / 1000
 bars?.stop()
-await stream.close()
-await consumer.close()
+await consumer.stop()
 await producer.close()
 
 const duplicates = [...seen.values()].filter(n => n > 1).length

@@ -1,0 +1,43 @@
+/**
+ * Every example runs end to end against the run's Kafka (and PostgreSQL for the log pipeline), as a
+ * user would start it with `npm run example:<name>`, and ends with its own reconciliation: exit
+ * status 0 only when everything is accounted for.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { test } from 'node:test'
+import { bootstrapServers, databaseUrl } from '../../helpers/env.ts'
+
+async function runExample(name: string, args: string[] = []): Promise<{ code: number | null; output: string }> {
+  const file = fileURLToPath(new URL(`../../../examples/${name}/main.ts`, import.meta.url))
+  const child = spawn(process.execPath, ['--conditions=development', file, ...args], {
+    env: { ...process.env, KAFKA_BROKERS: bootstrapServers().join(','), DATABASE_URL: databaseUrl() },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+  const code = await new Promise<number | null>(resolve => child.on('close', resolve))
+  return { code, output }
+}
+
+test('hello world: one greeting handled, the bad one dead-lettered', async () => {
+  const { code, output } = await runExample('hello-world')
+  assert.equal(code, 0, output)
+  assert.match(output, /Hello, Ada!/)
+  assert.match(output, /0: done, 1: dead-letter/)
+})
+
+test('quickstart: every message produced is consumed once', async () => {
+  const { code, output } = await runExample('quickstart', ['--count', '3000'])
+  assert.equal(code, 0, output)
+  assert.match(output, /consumed {5}3000 distinct, 0 duplicated, 0 missing/)
+})
+
+test('log pipeline: stored + dead-lettered = produced, and the dead letters stay to look at', async () => {
+  const { code, output } = await runExample('log-pipeline', ['--count', '4000', '--bad-every', '200'])
+  assert.equal(code, 0, output)
+  assert.match(output, /stored 3980 \+ dead-lettered 20 = 4000; duplicates 0; lag 0/)
+  assert.match(output, /npx kafkit dlq list \S+dlq-postgres/)
+})
