@@ -8,9 +8,10 @@ await producer.send(message({ name: 'Ada' }).key('ada').eventType('greeting.sent
 await producer.send(message({ name: '' }).key('nobody').eventType('greeting.sent'))
 await producer.close()
 
-const router = new EventRouter<{ 'greeting.sent': { name: string } }>().on('greeting.sent', async ({ value }) => {
-  if (!value.name) throw new PermanentError('a greeting needs a name') // goes to the dead-letter topic
+const router = new EventRouter<{ 'greeting.sent': { name: string } }>().on('greeting.sent', ({ value }) => {
+  if (!value.name) return Promise.reject(new PermanentError('a greeting needs a name')) // to the dead-letter topic
   console.log(`Hello, ${value.name}!`)
+  return Promise.resolve()
 })
 const outcomes: string[] = []
 const consumer = new Consumer({ brokers, groupId: 'hello', topics: [topic], startOffset: 'earliest', handler: router })
