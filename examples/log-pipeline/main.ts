@@ -265,6 +265,8 @@ console.log(`  all accounted for: ${ok ? 'yes' : 'NO'}`)
 await raw.delete().catch(() => undefined)
 const dlqTopics = topics.filter(topic => topic !== raw).map(topic => topic.topic)
 console.log(`\nThe malformed events are in ${dlqTopics.join(' and ')}:`)
-for (const topic of dlqTopics) console.log(`  npx kafkit dlq list ${topic} --brokers ${brokers.join(',')}`)
+const local = brokers.join(',') === '127.0.0.1:9092'
+for (const topic of dlqTopics)
+  console.log(`  npx kafkit dlq list ${topic}${local ? '' : ` --brokers ${brokers.join(',')}`}`)
 await kafka.release()
 if (!ok) process.exitCode = 1

@@ -1,7 +1,7 @@
 /**
  * `kafkit dlq list|show|replay|purge`: look into a dead-letter topic, send its records back, delete
  * them, from a terminal (readable, progress on stderr) or a script (`--json`). Brokers come from
- * `--brokers` or KAFKA_BROKERS. Reads a snapshot: records that arrive while a command runs are left for
+ * `--brokers` or KAFKA_BROKERS, else the local Kafka that `kafkit kafka start` runs. Reads a snapshot: records that arrive while a command runs are left for
  * the next one. `replay` and `purge` show what they would do with `--dry-run`, and otherwise ask for
  * confirmation on a terminal; without one they refuse unless `--yes` is given.
  */
@@ -24,12 +24,18 @@ import {
   type ReplayResult
 } from '../operations/dead-letter-replay.ts'
 
+/** What `kafkit kafka start` runs when given no port: the brokers used when neither --brokers nor KAFKA_BROKERS says. */
+export const LOCAL_KAFKA = '127.0.0.1:9092'
+
 function brokersFrom(option: string | undefined): string[] {
-  const value = option ?? process.env.KAFKA_BROKERS
-  if (!value) {
+  const value = option ?? (process.env.KAFKA_BROKERS || LOCAL_KAFKA)
+  const brokers = value
+    .split(',')
+    .map(s => s.trim())
+    .filter(Boolean)
+  if (brokers.length === 0)
     throw new ConfigError('no brokers: pass --brokers host:port[,host:port] or set KAFKA_BROKERS')
-  }
-  return value.split(',').map(s => s.trim())
+  return brokers
 }
 
 function parseDate(value: string): Date {
@@ -198,7 +204,11 @@ function oneLine(entry: DeadLetterEntry): string {
 
 export function dlqCommand(): Command {
   const dlq = new Command('dlq').description('inspect dead-letter topics')
-  const brokersOption = () => new Option('--brokers <list>', 'bootstrap brokers (default: KAFKA_BROKERS)')
+  const brokersOption = () =>
+    new Option(
+      '--brokers <list>',
+      `bootstrap brokers (default: KAFKA_BROKERS, else ${LOCAL_KAFKA}, the local Kafka of \`kafkit kafka start\`)`
+    )
 
   addFilterOptions(
     dlq

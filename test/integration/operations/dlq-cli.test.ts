@@ -38,6 +38,14 @@ async function kafkit(...args: string[]): Promise<string> {
   return stdout
 }
 
+test('without --brokers or KAFKA_BROKERS the commands use the local Kafka of `kafkit kafka start`, and say so', async () => {
+  const help = await kafkit('dlq', 'list', '--help')
+  assert.match(
+    help.replace(/\s+/g, ' '),
+    /default: KAFKA_BROKERS, else 127\.0\.0\.1:9092, the local Kafka of `kafkit kafka start`/
+  )
+})
+
 test('list filters and counts, show prints one record with its metadata', async t => {
   const brokers = bootstrapServers()
   const { topic: dlq, delete: drop } = await createTestTopic({
