@@ -54,3 +54,14 @@ export const envBoolean = (name: string): EnvBinding => ({ name, parse: parseBoo
 export const envDuration = (name: string): EnvBinding => ({ name, parse: parseDurationMs })
 export const envBytes = (name: string): EnvBinding => ({ name, parse: parseBytes })
 export const envList = (name: string): EnvBinding => ({ name, parse: parseList })
+
+/** A start offset (`KAFKA_CONSUMER_START_OFFSET`, `KAFKA_SINK_START_OFFSET`): -1 (newest) and -2 (oldest); names work too. */
+export const envStartOffset = (name: string): EnvBinding => ({
+  name,
+  parse: raw => {
+    const value = raw.trim().toLowerCase()
+    if (value === '-1' || value === 'latest' || value === 'newest') return 'latest'
+    if (value === '-2' || value === 'earliest' || value === 'oldest') return 'earliest'
+    throw new Error('expected -1 (latest/newest) or -2 (earliest/oldest)')
+  }
+})

@@ -6,19 +6,8 @@
  */
 import { z } from 'zod'
 import { connectionEnv, connectionSecrets, connectionShape } from '../kafka/connection.ts'
-import { defineOptions, type EnvBinding } from '../config/define-options.ts'
-import { envBytes, envDuration, envInteger, envList, envString } from '../config/env-parsers.ts'
-
-/** `KAFKA_CONSUMER_START_OFFSET`: -1 (newest) and -2 (oldest); names work too. */
-const envStartOffset = (name: string): EnvBinding => ({
-  name,
-  parse: raw => {
-    const value = raw.trim().toLowerCase()
-    if (value === '-1' || value === 'latest' || value === 'newest') return 'latest'
-    if (value === '-2' || value === 'earliest' || value === 'oldest') return 'earliest'
-    throw new Error('expected -1 (latest/newest) or -2 (earliest/oldest)')
-  }
-})
+import { defineOptions } from '../config/define-options.ts'
+import { envBytes, envDuration, envInteger, envList, envStartOffset, envString } from '../config/env-parsers.ts'
 
 const MiB = 1024 * 1024
 

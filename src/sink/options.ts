@@ -7,7 +7,7 @@
 import { z } from 'zod'
 import { connectionEnv, connectionSecrets, connectionShape } from '../kafka/connection.ts'
 import { defineOptions } from '../config/define-options.ts'
-import { envBytes, envDuration, envInteger, envList, envString } from '../config/env-parsers.ts'
+import { envBytes, envDuration, envInteger, envList, envStartOffset, envString } from '../config/env-parsers.ts'
 
 export const sinkOptions = defineOptions({
   component: 'sink',
@@ -24,7 +24,8 @@ export const sinkOptions = defineOptions({
     maxRetries: envInteger('KAFKA_SINK_MAX_RETRIES'),
     errorsTolerance: envString('KAFKA_SINK_ERRORS_TOLERANCE'),
     dlqTopic: envString('KAFKA_SINK_DLQ_TOPIC'),
-    groupInstanceId: envString('KAFKA_SINK_GROUP_INSTANCE_ID')
+    groupInstanceId: envString('KAFKA_SINK_GROUP_INSTANCE_ID'),
+    startOffset: envStartOffset('KAFKA_SINK_START_OFFSET')
   },
   schema: z
     .strictObject({
@@ -104,10 +105,12 @@ export const sinkOptions = defineOptions({
         })
         .prefault({})
         .describe('Circuit breaker: while open the partitions are paused and nothing is committed or dead-lettered.'),
-      fromBeginning: z
-        .boolean()
-        .default(true)
-        .describe('Where a group without committed offsets starts: the earliest record (true) or new records only.'),
+      startOffset: z
+        .enum(['earliest', 'latest'])
+        .default('earliest')
+        .describe(
+          "Where a partition without a committed offset starts: `earliest` (-2, oldest) by default, so a new sink stores what the topic already holds, or `latest` (-1, new records only). The same option as the consumer's, whose default is `latest`."
+        ),
       fetchMaxWaitMs: z.number().int().min(1).default(200).describe('Longest a fetch waits at the broker for data.'),
       fetchMaxBytes: z
         .number()

@@ -165,7 +165,7 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
       sessionTimeoutMs: config.sessionTimeoutMs,
       rebalanceTimeoutMs: config.sessionTimeoutMs,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
-      startOffset: config.fromBeginning ? 'earliest' : 'latest',
+      startOffset: config.startOffset,
       maxWaitMs: config.fetchMaxWaitMs,
       maxBytes: config.fetchMaxBytes,
       // One batch per partition at a time, up to maxInFlight partitions written at once.

@@ -86,7 +86,6 @@ test(
       brokers,
       groupId: uniqueName('failover-sink'),
       topics: [topic],
-      fromBeginning: true,
       writer: new PostgresSink<Row>({ database: db.pool, table, columns: ['id', 'key'], key: ['id'] }),
       map: message => ({ id: message.value.id, key: message.value.key }),
       logger: quiet
