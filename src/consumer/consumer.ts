@@ -168,7 +168,7 @@ interface PartitionState {
   blocked?: DeadLetterBlock | undefined
 }
 
-/** A failing stream is replaced this many times in a row (1, 2, 3, 4, then 5 s apart) before the consumer fails. */
+/** A stream that keeps closing by itself is replaced this many times in a row (1, 2, 3, 4, then 5 s apart) before the consumer fails. */
 const STREAM_RESTARTS = 10
 /** At most one warning per this many ms for failed commits (a coordinator failover fails dozens). */
 const COMMIT_WARN_MS = 5000
@@ -682,8 +682,9 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
    * mid-run (the leaders of some partitions, or the group's coordinator, moving to the survivors) ends
    * it once the client's few fetch retries are spent, although the cluster is still usable: while the
    * error is one Kafka calls retriable, fetch again on a new stream (from the committed offsets; records
-   * already taken in are recognised and dropped), up to STREAM_RESTARTS times in a row with a growing
-   * pause. Anything else, or a stream that keeps failing, fails the consumer.
+   * already taken in are recognised and dropped), with a growing pause up to 5 s, for as long as the
+   * outage lasts. A stream that closes by itself is replaced up to STREAM_RESTARTS times in a row.
+   * Anything else fails the consumer.
    */
   #onStreamError(error: Error): void {
     if (this.#failure || this.#stopping) return
@@ -693,7 +694,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     // So is a lost membership: a new coordinator may not know the member (KIP-848 heartbeats answered
     // FENCED_MEMBER_EPOCH or UNKNOWN_MEMBER_ID after a coordinator kill), and the client joins again.
     const retriable = isRetriable(error) || error instanceof ConsumerStreamClosedError || isMembershipLost(error)
-    if (!running || !retriable || this.#streamRestarts >= STREAM_RESTARTS) {
+    const closedTooOften = error instanceof ConsumerStreamClosedError && this.#streamRestarts >= STREAM_RESTARTS
+    if (!running || !retriable || closedTooOften) {
       this.#fail(error)
       return
     }

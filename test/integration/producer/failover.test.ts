@@ -88,8 +88,13 @@ test(
       topics: [topic],
       writer: new PostgresSink<Row>({ database: db.pool, table, columns: ['id', 'key'], key: ['id'] }),
       map: message => ({ id: message.value.id, key: message.value.key }),
-      logger: quiet
+      logger: {
+        ...quiet,
+        error: (fields: object, message: string) => t.diagnostic(`sink: ${message} ${JSON.stringify(fields)}`)
+      }
     })
+    let sinkEnded: unknown
+    void sink.done().catch((error: unknown) => (sinkEnded = error))
     t.after(() => Promise.all([consumer.stop(), sink.close()]))
     await Promise.all([consumer.start(), sink.start()])
 
@@ -112,7 +117,10 @@ test(
 
     assert.ok(await eventually(() => seen.size === acknowledged.length, 120_000), `consumer saw ${seen.size}`)
     const stored = async () => Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`))[0]?.n)
-    assert.ok(await eventually(async () => (await stored()) === acknowledged.length, 120_000), 'sink stored all')
+    assert.ok(
+      await eventually(async () => (await stored()) === acknowledged.length, 120_000),
+      `sink stored ${await stored()} of ${acknowledged.length}; health ${sink.consumer.health}${sinkEnded ? `, stopped: ${sinkEnded instanceof Error ? sinkEnded.message : JSON.stringify(sinkEnded)}` : ''}; ${JSON.stringify(sink.consumer.metrics(), (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`
+    )
     assert.ok(await eventually(async () => (await sink.lag()) === 0, 60_000), 'sink lag 0')
     assert.ok(
       await eventually(async () => (await consumer.lag()).every(p => p.lag === 0n), 60_000),
