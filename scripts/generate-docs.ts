@@ -6,8 +6,8 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { errorCodes } from '../src/errors/codes.ts'
 import { consumerBreakerOptions, deadLetterOptions, handlerExecutorOptions } from '../src/handling/options.ts'
-import { postgresSinkOptions } from '../src/postgres/options.ts'
-import { clickHouseSinkOptions } from '../src/clickhouse/options.ts'
+import { postgresWriterOptions } from '../src/postgres/options.ts'
+import { clickHouseWriterOptions } from '../src/clickhouse/options.ts'
 import { sinkOptions } from '../src/sink/options.ts'
 import { producerOptions } from '../src/producer/options.ts'
 import { consumerOptions } from '../src/consumer/options.ts'
@@ -24,8 +24,8 @@ export const generated: Record<string, { file: string; render: () => string }> =
   'consumer-breaker': { file: 'docs/options.md', render: () => consumerBreakerOptions.table() },
   'dead-letter-writer': { file: 'docs/options.md', render: () => deadLetterOptions.table() },
   sink: { file: 'docs/options.md', render: () => sinkOptions.table() },
-  'postgres-sink': { file: 'docs/options.md', render: () => postgresSinkOptions.table() },
-  'clickhouse-sink': { file: 'docs/options.md', render: () => clickHouseSinkOptions.table() },
+  'postgres-writer': { file: 'docs/options.md', render: () => postgresWriterOptions.table() },
+  'clickhouse-writer': { file: 'docs/options.md', render: () => clickHouseWriterOptions.table() },
   producer: { file: 'docs/options.md', render: () => producerOptions.table() },
   consumer: { file: 'docs/options.md', render: () => consumerOptions.table() },
   retry: { file: 'docs/options.md', render: () => retryOptions.table() }

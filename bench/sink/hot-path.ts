@@ -12,7 +12,7 @@
 import { writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
 import pg from 'pg'
-import { PostgresSink } from '../../src/postgres/postgres-sink.ts'
+import { PostgresWriter } from '../../src/postgres/postgres-writer.ts'
 import { Sink } from '../../src/sink/sink.ts'
 import { createTestTopic, uniqueName } from '../../src/testing/index.ts'
 import { fillTopic, logColumns, logMapping, postgresLogsDdl, type LogEventJson } from './log-rows.ts'
@@ -34,7 +34,7 @@ try {
   await fillTopic(brokers, topic.topic, rows)
   const table = `${schema}.logs`
   await pool.query(postgresLogsDdl(table, { unique: delivery === 'idempotent' }))
-  const writer = new PostgresSink<Record<string, unknown>>({
+  const writer = new PostgresWriter<Record<string, unknown>>({
     database: pool,
     table,
     columns: logColumns,

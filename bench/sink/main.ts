@@ -23,7 +23,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { Consumer, MessagesStreamModes } from '@platformatic/kafka'
 import pg from 'pg'
 import { Sink } from '../../src/sink/sink.ts'
-import { PostgresSink } from '../../src/postgres/postgres-sink.ts'
+import { PostgresWriter } from '../../src/postgres/postgres-writer.ts'
 import { copyFromStdin } from '../../src/postgres/copy-from.ts'
 import { copyLine } from '../../src/postgres/sql-text.ts'
 import { createTestTopic, kafkaStatus, startKafka, stopKafka, uniqueName } from '../../src/testing/index.ts'
@@ -119,7 +119,7 @@ async function consumeOnlyRun(): Promise<Figure> {
 async function sinkRun(delivery: 'idempotent' | 'exactly-once'): Promise<Figure & { paths: Record<string, number> }> {
   const table = `${schema}.${delivery === 'idempotent' ? 'idempotent' : 'exactly_once'}_${tables++}`
   await pool.query(postgresLogsDdl(table, { unique: delivery === 'idempotent' }))
-  const writer = new PostgresSink<Record<string, unknown>>({
+  const writer = new PostgresWriter<Record<string, unknown>>({
     database: pool,
     table,
     columns: logColumns,

@@ -1,14 +1,14 @@
 /**
  * Which Postgres write path is faster at which batch size: multi-row INSERT ... ON CONFLICT vs COPY
- * into a staging table + INSERT ... SELECT ... ON CONFLICT, both through PostgresSink (idempotent and
+ * into a staging table + INSERT ... SELECT ... ON CONFLICT, both through PostgresWriter (idempotent and
  * exactly-once), on seed 000 log rows. No Kafka: this isolates the database write. Its result sets
- * PostgresSink's `copyMinRows` default. Writes bench/results/sink-paths.json.
+ * PostgresWriter's `copyMinRows` default. Writes bench/results/sink-paths.json.
  *
  *   node_modules/.bin/node --conditions=development bench/sink/write-paths.ts   (ROWS=40000 by default)
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import pg from 'pg'
-import { PostgresSink } from '../../src/postgres/postgres-sink.ts'
+import { PostgresWriter } from '../../src/postgres/postgres-writer.ts'
 import type { SinkRecord } from '../../src/sink/types.ts'
 import { logColumns, logRowAt, postgresLogsDdl, type PgLogRow } from './log-rows.ts'
 
@@ -26,7 +26,7 @@ try {
       for (const bulk of ['insert', 'copy'] as const) {
         const table = `${schema}.logs_${bulk}_${batchSize}_${delivery.replace('-', '_')}`
         await pool.query(postgresLogsDdl(table, { unique: delivery === 'idempotent' }))
-        const sink = new PostgresSink<PgLogRow>({
+        const sink = new PostgresWriter<PgLogRow>({
           database: pool,
           table,
           columns: logColumns,

@@ -12,7 +12,7 @@
 import { parseArgs } from 'node:util'
 import { MultiBar, Presets } from 'cli-progress'
 import { Producer, Sink, bytesSerde, type ConsumedMessage, type SinkWriter } from 'kafkit'
-import { PostgresSink, pgliteDatabase, type SqlDatabase } from 'kafkit/postgres'
+import { PostgresWriter, pgliteDatabase, type SqlDatabase } from 'kafkit/postgres'
 import { createTestTopic, uniqueName, useKafka } from 'kafkit/testing'
 import { generateLogEvent, type LogEvent } from './log-events.ts'
 
@@ -133,7 +133,7 @@ const sinkOptions = {
   logger: quiet
 }
 
-const postgresWriter = new PostgresSink<Record<string, unknown>>({
+const postgresWriter = new PostgresWriter<Record<string, unknown>>({
   database,
   table: 'log_pipeline_logs',
   columns,
@@ -156,7 +156,7 @@ targets.push({
 })
 
 if (process.env.CLICKHOUSE_URL) {
-  const { ClickHouseSink, createLogsTable } = await import('kafkit/clickhouse')
+  const { ClickHouseWriter, createLogsTable } = await import('kafkit/clickhouse')
   const { createClient, ClickHouseLogLevel } = await import('@clickhouse/client')
   const client = createClient({ url: process.env.CLICKHOUSE_URL, log: { level: ClickHouseLogLevel.OFF } })
   const table = `logs_${runId.replaceAll('-', '_')}`
@@ -169,7 +169,7 @@ if (process.env.CLICKHOUSE_URL) {
     prefix: 'kafkit.logs.dlq-clickhouse'
   })
   topics.push(dlqClickHouse)
-  const writer = new ClickHouseSink<Record<string, unknown>>({ client, table })
+  const writer = new ClickHouseWriter<Record<string, unknown>>({ client, table })
   const seedColumns = new Set([
     'log_id',
     'timestamp',

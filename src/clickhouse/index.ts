@@ -4,14 +4,14 @@
  * detection of what the connected server supports. Guide: docs/sinks.md.
  */
 export {
-  ClickHouseSink,
+  ClickHouseWriter,
   isTransientClickHouseError,
   clickHouseErrorCode,
-  type ClickHouseSinkInit
-} from './clickhouse-sink.ts'
+  type ClickHouseWriterInit
+} from './clickhouse-writer.ts'
 export { detectCapabilities, missingFeatures, type ClickHouseCapabilities } from './capabilities.ts'
 export { createLogsTable, logsTableDdl, type LogsTable, type LogsTableOptions } from './logs-table.ts'
-export { clickHouseSinkOptions, type ClickHouseSinkOptions, type ClickHouseSinkConfig } from './options.ts'
+export { clickHouseWriterOptions, type ClickHouseWriterOptions, type ClickHouseWriterConfig } from './options.ts'
 export { quoteClickHouseIdent, quoteClickHouseName } from './names.ts'
 export type { SinkRecord, SinkWriter, SinkWriteContext, SinkWriteResult } from '../sink/types.ts'
 export { SinkWriteError, SinkFeatureUnsupportedError } from '../sink/errors.ts'

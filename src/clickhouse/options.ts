@@ -1,13 +1,13 @@
 /**
- * The options of `ClickHouseSink`, one schema validated at construction and documented in
+ * The options of `ClickHouseWriter`, one schema validated at construction and documented in
  * docs/options.md. The client is passed beside them; `CLICKHOUSE_URL` is read only by
- * `ClickHouseSink.connect` callers (the log-pipeline example), not here.
+ * `ClickHouseWriter.connect` callers (the log-pipeline example), not here.
  */
 import { z } from 'zod'
 import { defineOptions } from '../config/define-options.ts'
 
-export const clickHouseSinkOptions = defineOptions({
-  component: 'clickhouse sink',
+export const clickHouseWriterOptions = defineOptions({
+  component: 'clickhouse writer',
   schema: z.strictObject({
     table: z
       .string()
@@ -28,5 +28,5 @@ export const clickHouseSinkOptions = defineOptions({
   })
 })
 
-export type ClickHouseSinkOptions = z.input<typeof clickHouseSinkOptions.schema>
-export type ClickHouseSinkConfig = z.output<typeof clickHouseSinkOptions.schema>
+export type ClickHouseWriterOptions = z.input<typeof clickHouseWriterOptions.schema>
+export type ClickHouseWriterConfig = z.output<typeof clickHouseWriterOptions.schema>

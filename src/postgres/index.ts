@@ -4,8 +4,8 @@
  * offsets in one transaction), and a COPY bulk path. Use it with the sink runner (`createSink` in
  * `kafkit`) or on its own. Guide: docs/sinks.md.
  */
-export { PostgresSink, isTransientPostgresError, type PostgresSinkInit } from './postgres-sink.ts'
-export { postgresSinkOptions, type PostgresSinkOptions, type PostgresSinkConfig } from './options.ts'
+export { PostgresWriter, isTransientPostgresError, type PostgresWriterInit } from './postgres-writer.ts'
+export { postgresWriterOptions, type PostgresWriterOptions, type PostgresWriterConfig } from './options.ts'
 export {
   pgPoolDatabase,
   pgliteDatabase,

@@ -1,15 +1,15 @@
 /**
- * The options of `PostgresSink`, one schema validated at construction and documented in
+ * The options of `PostgresWriter`, one schema validated at construction and documented in
  * docs/options.md. The database handle and functions are passed beside them. `DATABASE_URL` is read
- * only by `PostgresSink.connect`, not here, so a sink built on a borrowed pool never looks at it.
+ * only by `PostgresWriter.connect`, not here, so a sink built on a borrowed pool never looks at it.
  */
 import { z } from 'zod'
 import { defineOptions } from '../config/define-options.ts'
 
 const identifier = z.string().min(1).max(63).describe('a column name')
 
-export const postgresSinkOptions = defineOptions({
-  component: 'postgres sink',
+export const postgresWriterOptions = defineOptions({
+  component: 'postgres writer',
   schema: z
     .strictObject({
       table: z
@@ -93,5 +93,5 @@ export const postgresSinkOptions = defineOptions({
     })
 })
 
-export type PostgresSinkOptions = z.input<typeof postgresSinkOptions.schema>
-export type PostgresSinkConfig = z.output<typeof postgresSinkOptions.schema>
+export type PostgresWriterOptions = z.input<typeof postgresWriterOptions.schema>
+export type PostgresWriterConfig = z.output<typeof postgresWriterOptions.schema>

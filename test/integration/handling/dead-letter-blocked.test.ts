@@ -11,7 +11,7 @@ import { Admin, ConfigResourceTypes, IncrementalAlterConfigOperationTypes, Produ
 import { Consumer } from '../../../src/consumer/consumer.ts'
 import { PermanentError } from '../../../src/handling/errors.ts'
 import { readTopicSnapshot } from '../../../src/operations/topic-snapshot.ts'
-import { PostgresSink } from '../../../src/postgres/postgres-sink.ts'
+import { PostgresWriter } from '../../../src/postgres/postgres-writer.ts'
 import { Sink } from '../../../src/sink/sink.ts'
 import { createTestTopic } from '../../../src/testing/topics.ts'
 import { uniqueName } from '../../../src/testing/topics.ts'
@@ -137,7 +137,7 @@ test('exactly-once sink: while the dead-letter topic refuses a bad record, no of
     lingerMs: 20,
     errorsTolerance: 'all',
     dlqTopic: dlq.topic,
-    writer: new PostgresSink<{ n: number }>({
+    writer: new PostgresWriter<{ n: number }>({
       database: db.pool,
       table,
       columns: ['n'],

@@ -21,7 +21,7 @@ import { after, before, test } from 'node:test'
 import { Consumer } from '../../../src/consumer/consumer.ts'
 import { isKafkitError } from '../../../src/errors/kafkit-error.ts'
 import { stringSerde } from '../../../src/message/serde.ts'
-import { PostgresSink } from '../../../src/postgres/postgres-sink.ts'
+import { PostgresWriter } from '../../../src/postgres/postgres-writer.ts'
 import { Producer } from '../../../src/producer/producer.ts'
 import { Sink } from '../../../src/sink/sink.ts'
 import { startKafka, stopKafka, stopNode, type LocalKafkaCluster } from '../../../src/testing/local-kafka.ts'
@@ -86,7 +86,7 @@ test(
       brokers,
       groupId: uniqueName('failover-sink'),
       topics: [topic],
-      writer: new PostgresSink<Row>({ database: db.pool, table, columns: ['id', 'key'], key: ['id'] }),
+      writer: new PostgresWriter<Row>({ database: db.pool, table, columns: ['id', 'key'], key: ['id'] }),
       map: message => ({ id: message.value.id, key: message.value.key }),
       logger: {
         ...quiet,

@@ -12,7 +12,7 @@ import { test } from 'node:test'
 import { Admin } from '@platformatic/kafka'
 import pg from 'pg'
 import { parseDeadLetterHeaders } from '../../../src/handling/dead-letter.ts'
-import { PostgresSink } from '../../../src/postgres/postgres-sink.ts'
+import { PostgresWriter } from '../../../src/postgres/postgres-writer.ts'
 import { Sink } from '../../../src/sink/sink.ts'
 import { createTestTopic } from '../../../src/testing/topics.ts'
 import { uniqueName } from '../../../src/testing/topics.ts'
@@ -58,7 +58,7 @@ test('idempotent sink: good records stored once, bad ones dead-lettered, lag 0',
   await db.query(logTableDdl(table, { unique: true }))
 
   const produced = await produceLogEvents(brokers, source.topic, 3000, { badEvery: 500 })
-  const writer = new PostgresSink<LogRow>({ database: db.pool, table, columns: logColumns, key: ['log_id'] })
+  const writer = new PostgresWriter<LogRow>({ database: db.pool, table, columns: logColumns, key: ['log_id'] })
   const sink = new Sink<LogEvent, LogRow>({
     brokers,
     groupId: uniqueName('sink'),
@@ -104,7 +104,7 @@ test('errorsTolerance none: the sink stops before the first bad record and commi
   await db.query(logTableDdl(table, { unique: true }))
   // 100 events; index 49 is the first bad one (badEvery 50).
   await produceLogEvents(brokers, source.topic, 100, { badEvery: 50 })
-  const writer = new PostgresSink<LogRow>({ database: db.pool, table, columns: logColumns, key: ['log_id'] })
+  const writer = new PostgresWriter<LogRow>({ database: db.pool, table, columns: logColumns, key: ['log_id'] })
   const groupId = uniqueName('sink')
   const sink = new Sink<LogEvent, LogRow>({
     brokers,
@@ -142,7 +142,7 @@ test('exactly-once, errorsTolerance all: undecodable, unmappable and database-re
   await db.query(`ALTER TABLE ${table} ADD CONSTRAINT not_77 CHECK (message <> 'request 77')`)
   const produced = await produceLogEvents(brokers, source.topic, 600, { badEvery: 200 })
   const groupId = uniqueName('sink')
-  const writer = new PostgresSink<LogRow>({
+  const writer = new PostgresWriter<LogRow>({
     database: db.pool,
     table,
     columns: logColumns,
@@ -200,7 +200,7 @@ test('exactly-once, errorsTolerance none: a row the database rejects stops the s
   await produceLogEvents(brokers, source.topic, 200)
   const groupId = uniqueName('sink')
   const offsetsTable = db.qualified('kafkit_offsets')
-  const writer = new PostgresSink<LogRow>({
+  const writer = new PostgresWriter<LogRow>({
     database: db.pool,
     table,
     columns: logColumns,
@@ -244,7 +244,7 @@ test('exactly-once sink: resumes from the offsets stored in Postgres, no duplica
   await db.query(logTableDdl(table, { unique: false }))
   const produced = await produceLogEvents(brokers, source.topic, 2000)
   const groupId = uniqueName('sink')
-  const writer = new PostgresSink<LogRow>({
+  const writer = new PostgresWriter<LogRow>({
     database: db.pool,
     table,
     columns: logColumns,
@@ -322,7 +322,7 @@ test('database outage: the breaker opens, nothing is committed or lost, and the 
   const db = await createTestSchema(t)
   const table = db.qualified('logs')
   await db.query(logTableDdl(table, { unique: true }))
-  const writer = await PostgresSink.connect<LogRow>(databaseUrl(), {
+  const writer = await PostgresWriter.connect<LogRow>(databaseUrl(), {
     table,
     columns: logColumns,
     key: ['log_id']

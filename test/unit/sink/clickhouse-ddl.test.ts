@@ -2,10 +2,10 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { missingFeatures, type ClickHouseCapabilities } from '../../../src/clickhouse/capabilities.ts'
-import { clickHouseErrorCode, isTransientClickHouseError } from '../../../src/clickhouse/clickhouse-sink.ts'
+import { clickHouseErrorCode, isTransientClickHouseError } from '../../../src/clickhouse/clickhouse-writer.ts'
 import { logsTableDdl } from '../../../src/clickhouse/logs-table.ts'
 import { quoteClickHouseName } from '../../../src/clickhouse/names.ts'
-import { isTransientPostgresError } from '../../../src/postgres/postgres-sink.ts'
+import { isTransientPostgresError } from '../../../src/postgres/postgres-writer.ts'
 
 const current: ClickHouseCapabilities = {
   version: '24.8.1',

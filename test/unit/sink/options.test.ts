@@ -1,9 +1,9 @@
 /** Sink, Postgres and ClickHouse sink options: defaults, environment, and errors naming key and value. */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { clickHouseSinkOptions } from '../../../src/clickhouse/options.ts'
+import { clickHouseWriterOptions } from '../../../src/clickhouse/options.ts'
 import { ConfigError } from '../../../src/errors/kafkit-error.ts'
-import { postgresSinkOptions } from '../../../src/postgres/options.ts'
+import { postgresWriterOptions } from '../../../src/postgres/options.ts'
 import { sinkOptions } from '../../../src/sink/options.ts'
 
 const base = { brokers: ['127.0.0.1:9092'], groupId: 'g', topics: ['logs'] }
@@ -41,28 +41,28 @@ test('sink: errorsTolerance all needs a dlqTopic; a breaker must open before ret
 })
 
 test('postgres sink: key and version must name columns; idempotent needs a key', () => {
-  const ok = postgresSinkOptions.resolve({ table: 's.logs', columns: ['id', 'v'], key: ['id'], version: 'v' })
+  const ok = postgresWriterOptions.resolve({ table: 's.logs', columns: ['id', 'v'], key: ['id'], version: 'v' })
   assert.equal(ok.delivery, 'idempotent')
   assert.equal(ok.bulk, 'auto')
   assert.equal(
-    postgresSinkOptions.resolve({ table: 'logs', columns: ['id'], delivery: 'exactly-once' }).offsetsTable,
+    postgresWriterOptions.resolve({ table: 'logs', columns: ['id'], delivery: 'exactly-once' }).offsetsTable,
     'kafkit_offsets'
   )
   assert.throws(
-    () => postgresSinkOptions.resolve({ table: 'logs', columns: ['id'], key: ['id'], version: 'v' }),
+    () => postgresWriterOptions.resolve({ table: 'logs', columns: ['id'], key: ['id'], version: 'v' }),
     /`version`/
   )
-  assert.throws(() => postgresSinkOptions.resolve({ table: 'a.b.c', columns: ['id'], key: ['id'] }), /`table`/)
+  assert.throws(() => postgresWriterOptions.resolve({ table: 'a.b.c', columns: ['id'], key: ['id'] }), /`table`/)
   assert.throws(
-    () => postgresSinkOptions.resolve({ table: 'logs', columns: ['id'], maxParameters: 70_000 }),
+    () => postgresWriterOptions.resolve({ table: 'logs', columns: ['id'], maxParameters: 70_000 }),
     /`maxParameters`/
   )
 })
 
 test('clickhouse sink: deduplication is auto, token or off', () => {
-  assert.equal(clickHouseSinkOptions.resolve({ table: 'db.logs' }).deduplication, 'auto')
+  assert.equal(clickHouseWriterOptions.resolve({ table: 'db.logs' }).deduplication, 'auto')
   assert.throws(
-    () => clickHouseSinkOptions.resolve({ table: 'logs', deduplication: 'always' as 'auto' }),
+    () => clickHouseWriterOptions.resolve({ table: 'logs', deduplication: 'always' as 'auto' }),
     /"auto", "token", "off"/
   )
 })

@@ -1,5 +1,5 @@
 /**
- * `ClickHouseSink`: the database writer of the ClickHouse sink. ClickHouse has no
+ * `ClickHouseWriter`: the database writer of the ClickHouse sink. ClickHouse has no
  * multi-statement transactions, so exactly-once is not offered; the sink is at-least-once with
  * idempotent storage:
  *
@@ -20,9 +20,9 @@ import { SinkFeatureUnsupportedError, SinkWriteError } from '../sink/errors.ts'
 import type { SinkRecord, SinkWriteContext, SinkWriteResult, SinkWriter } from '../sink/types.ts'
 import { detectCapabilities, type ClickHouseCapabilities } from './capabilities.ts'
 import { quoteClickHouseIdent, quoteClickHouseName, splitClickHouseName } from './names.ts'
-import { clickHouseSinkOptions, type ClickHouseSinkConfig, type ClickHouseSinkOptions } from './options.ts'
+import { clickHouseWriterOptions, type ClickHouseWriterConfig, type ClickHouseWriterOptions } from './options.ts'
 
-export interface ClickHouseSinkInit extends ClickHouseSinkOptions {
+export interface ClickHouseWriterInit extends ClickHouseWriterOptions {
   /** A @clickhouse/client client (borrowed: not closed by `close()`). */
   client: ClickHouseClient
 }
@@ -60,17 +60,19 @@ function pad(value: number, width = 2): string {
   return String(value).padStart(width, '0')
 }
 
-export class ClickHouseSink<Row extends Record<string, unknown> = Record<string, unknown>> implements SinkWriter<Row> {
-  readonly config: Readonly<ClickHouseSinkConfig>
+export class ClickHouseWriter<
+  Row extends Record<string, unknown> = Record<string, unknown>
+> implements SinkWriter<Row> {
+  readonly config: Readonly<ClickHouseWriterConfig>
   readonly storesOffsets = false
   readonly #client: ClickHouseClient
   readonly #owned: boolean
   #ready: Promise<{ capabilities: ClickHouseCapabilities; columns: Map<string, string>; token: boolean }> | undefined
   #closed = false
 
-  constructor(init: ClickHouseSinkInit & { ownsClient?: boolean }) {
+  constructor(init: ClickHouseWriterInit & { ownsClient?: boolean }) {
     const { client, ownsClient, ...options } = init
-    this.config = clickHouseSinkOptions.resolve(options)
+    this.config = clickHouseWriterOptions.resolve(options)
     this.#client = client
     this.#owned = ownsClient ?? false
   }
@@ -78,12 +80,12 @@ export class ClickHouseSink<Row extends Record<string, unknown> = Record<string,
   /** A sink on its own client for `url` (closed by `close()`). Needs the `@clickhouse/client` package. */
   static async connect<Row extends Record<string, unknown>>(
     url: string,
-    options: ClickHouseSinkOptions
-  ): Promise<ClickHouseSink<Row>> {
+    options: ClickHouseWriterOptions
+  ): Promise<ClickHouseWriter<Row>> {
     const { createClient, ClickHouseLogLevel } = await import('@clickhouse/client')
     // The client logs every failed request at ERROR itself; the sink reports failures through its runner.
     const client = createClient({ url, log: { level: ClickHouseLogLevel.OFF } })
-    return new ClickHouseSink<Row>({ ...options, client, ownsClient: true })
+    return new ClickHouseWriter<Row>({ ...options, client, ownsClient: true })
   }
 
   get name(): string {

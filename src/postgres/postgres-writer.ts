@@ -1,5 +1,5 @@
 /**
- * `PostgresSink`: the database writer of the Postgres sink. One `write` is one transaction, so a batch
+ * `PostgresWriter`: the database writer of the Postgres sink. One `write` is one transaction, so a batch
  * is stored whole or not at all, and the runner commits Kafka offsets only after it resolved.
  *
  * - `idempotent` (idempotent writes): `INSERT ... ON CONFLICT (key) DO NOTHING`, or an upsert that
@@ -17,11 +17,11 @@ import type { Pool } from 'pg'
 import type { SinkRecord, SinkWriteContext, SinkWriteResult, SinkWriter, StoredOffset } from '../sink/types.ts'
 import { SinkWriteError } from '../sink/errors.ts'
 import { isKafkitError } from '../errors/kafkit-error.ts'
-import { postgresSinkOptions, type PostgresSinkConfig, type PostgresSinkOptions } from './options.ts'
+import { postgresWriterOptions, type PostgresWriterConfig, type PostgresWriterOptions } from './options.ts'
 import { pgPoolDatabase, type SqlDatabase, type SqlSession } from './sql-database.ts'
 import { copyChunks, quoteIdent, quoteQualified, toSqlText } from './sql-text.ts'
 
-export interface PostgresSinkInit extends PostgresSinkOptions {
+export interface PostgresWriterInit extends PostgresWriterOptions {
   /** A `pg` Pool (borrowed: not ended by `close()`) or a SqlDatabase adapter (e.g. `pgliteDatabase`). */
   database: Pool | SqlDatabase
 }
@@ -117,8 +117,8 @@ function spansOf(records: readonly SinkRecord<unknown>[]): { spans: PartitionSpa
   return { spans: list, ordered }
 }
 
-export class PostgresSink<Row extends Record<string, unknown> = Record<string, unknown>> implements SinkWriter<Row> {
-  readonly config: Readonly<PostgresSinkConfig>
+export class PostgresWriter<Row extends Record<string, unknown> = Record<string, unknown>> implements SinkWriter<Row> {
+  readonly config: Readonly<PostgresWriterConfig>
   readonly #db: SqlDatabase
   readonly #table: string
   readonly #columns: string
@@ -128,9 +128,9 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
   /** Batches still to merge through the staging table (after a straight COPY met a stored row). */
   #mergeFor = 0
 
-  constructor(init: PostgresSinkInit) {
+  constructor(init: PostgresWriterInit) {
     const { database, ...options } = init
-    this.config = postgresSinkOptions.resolve(options)
+    this.config = postgresWriterOptions.resolve(options)
     this.#db = isPool(database) ? pgPoolDatabase(database) : database
     this.#table = quoteQualified(this.config.table)
     this.#columns = this.config.columns.map(quoteIdent).join(', ')
@@ -140,14 +140,14 @@ export class PostgresSink<Row extends Record<string, unknown> = Record<string, u
   /** A sink on its own pool for `connectionString` (ended by `close()`). Needs the `pg` package. */
   static async connect<Row extends Record<string, unknown>>(
     connectionString: string,
-    options: PostgresSinkOptions & { poolSize?: number }
-  ): Promise<PostgresSink<Row>> {
+    options: PostgresWriterOptions & { poolSize?: number }
+  ): Promise<PostgresWriter<Row>> {
     const { default: pg } = await import('pg')
     const { poolSize, ...rest } = options
     const pool = new pg.Pool({ connectionString, max: poolSize ?? 4, connectionTimeoutMillis: 5_000 })
     // An idle client whose server went away emits 'error' on the pool; the next checkout reconnects.
     pool.on('error', () => undefined)
-    return new PostgresSink<Row>({ ...rest, database: pgPoolDatabase(pool, { owned: true }) })
+    return new PostgresWriter<Row>({ ...rest, database: pgPoolDatabase(pool, { owned: true }) })
   }
 
   get name(): string {

@@ -1,5 +1,5 @@
 /**
- * PostgresSink against the real PostgreSQL: both write paths (multi-row INSERT and COPY + merge) store
+ * PostgresWriter against the real PostgreSQL: both write paths (multi-row INSERT and COPY + merge) store
  * the same values, redelivered batches are skipped (idempotent), the version upsert keeps the newest
  * row, exactly-once stores rows and offsets in one transaction and skips what was stored (also for two
  * writers racing on one partition), and failures are told apart (unreachable vs. bad row). The same
@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { PGlite } from '@electric-sql/pglite'
 import pg from 'pg'
-import { PostgresSink } from '../../../src/postgres/postgres-sink.ts'
+import { PostgresWriter } from '../../../src/postgres/postgres-writer.ts'
 import { pgliteDatabase } from '../../../src/postgres/sql-database.ts'
 import { ConfigError } from '../../../src/errors/kafkit-error.ts'
 import type { SinkRecord } from '../../../src/sink/types.ts'
@@ -63,7 +63,7 @@ for (const bulk of ['insert', 'copy'] as const) {
     const db = await createTestSchema(t)
     const table = db.qualified('logs')
     await db.query(logsTableDdl(table))
-    const sink = new PostgresSink<LogRow>({ database: db.pool, table, columns, key: ['log_id'], bulk })
+    const sink = new PostgresWriter<LogRow>({ database: db.pool, table, columns, key: ['log_id'], bulk })
     t.after(() => sink.close())
 
     const rows = Array.from({ length: 300 }, (_, i) => logRow(i))
@@ -96,7 +96,7 @@ test('a batch with the same key twice stores it once (insert and copy)', async t
   for (const bulk of ['insert', 'copy'] as const) {
     const table = db.qualified(`dupes_${bulk}`)
     await db.query(logsTableDdl(table))
-    const sink = new PostgresSink<LogRow>({ database: db.pool, table, columns, key: ['log_id'], bulk })
+    const sink = new PostgresWriter<LogRow>({ database: db.pool, table, columns, key: ['log_id'], bulk })
     const result = await sink.write(records([logRow(1), logRow(2), logRow(1, { message: 'second copy' })]), ctx)
     assert.deepEqual(result, { written: 2, skipped: 1, path: bulk })
     const [row] = await db.query<{ message: string }>(`SELECT message FROM ${table} WHERE log_id = 'log-1'`)
@@ -110,7 +110,7 @@ test('upsert by version: the higher version wins, also inside one batch and with
   for (const bulk of ['insert', 'copy'] as const) {
     const table = db.qualified(`versions_${bulk}`)
     await db.query(logsTableDdl(table))
-    const sink = new PostgresSink<LogRow>({
+    const sink = new PostgresWriter<LogRow>({
       database: db.pool,
       table,
       columns,
@@ -147,7 +147,7 @@ for (const bulk of ['insert', 'copy'] as const) {
     const table = db.qualified('logs')
     await db.query(logsTableDdl(table, { unique: false }))
     const offsetsTable = db.qualified('kafkit_offsets')
-    const sink = new PostgresSink<LogRow>({
+    const sink = new PostgresWriter<LogRow>({
       database: db.pool,
       table,
       columns,
@@ -190,7 +190,7 @@ test('exactly-once: a failing batch stores neither rows nor offsets', async t =>
   const table = db.qualified('logs')
   await db.query(logsTableDdl(table, { unique: false }))
   const offsetsTable = db.qualified('kafkit_offsets')
-  const sink = new PostgresSink<LogRow>({ database: db.pool, table, columns, delivery: 'exactly-once', offsetsTable })
+  const sink = new PostgresWriter<LogRow>({ database: db.pool, table, columns, delivery: 'exactly-once', offsetsTable })
   t.after(() => sink.close())
   const bad = records([logRow(1), logRow(2, { service: null as unknown as string })])
   await assert.rejects(sink.write(bad, ctx), (error: Error & { code: string; retryable: boolean }) => {
@@ -212,15 +212,15 @@ for (const bulk of ['insert', 'copy'] as const) {
     const offsetsTable = db.qualified('kafkit_offsets')
     // copy: the one-round-trip script with its offsets guard; insert: the locked read-then-write path.
     const options = { table, columns, delivery: 'exactly-once' as const, offsetsTable, bulk }
-    const a = new PostgresSink<LogRow>({ ...options, database: db.pool })
-    const b = new PostgresSink<LogRow>({ ...options, database: db.pool })
+    const a = new PostgresWriter<LogRow>({ ...options, database: db.pool })
+    const b = new PostgresWriter<LogRow>({ ...options, database: db.pool })
     t.after(() => a.close())
     t.after(() => b.close())
     // A zombie (b) and the new owner (a) each write partitions 0 and 1 in order, with other batch
     // boundaries, at the same time: every record is offered twice, in overlapping ranges.
     const all = Array.from({ length: 400 }, (_, i) => logRow(i))
     const totals = { written: 0, skipped: 0 }
-    const writer = async (sink: PostgresSink<LogRow>, partition: number, size: number) => {
+    const writer = async (sink: PostgresWriter<LogRow>, partition: number, size: number) => {
       for (let start = 0; start < all.length; start += size) {
         const slice = all.slice(start, start + size).map(row => ({ ...row, log_id: `${partition}-${row.log_id}` }))
         const result = await sink.write(records(slice, { partition, from: BigInt(start) }), ctx)
@@ -246,7 +246,13 @@ test('at-least-once (control): a redelivered batch is stored twice', async t => 
   const db = await createTestSchema(t)
   const table = db.qualified('logs')
   await db.query(logsTableDdl(table, { unique: false }))
-  const sink = new PostgresSink<LogRow>({ database: db.pool, table, columns, delivery: 'at-least-once', bulk: 'copy' })
+  const sink = new PostgresWriter<LogRow>({
+    database: db.pool,
+    table,
+    columns,
+    delivery: 'at-least-once',
+    bulk: 'copy'
+  })
   t.after(() => sink.close())
   const batch = records([logRow(1), logRow(2)])
   await sink.write(batch, ctx)
@@ -261,7 +267,7 @@ test('an unreachable database is a retryable write failure', async t => {
   const pool = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:1/test', connectionTimeoutMillis: 2000 })
   pool.on('error', () => undefined)
   t.after(() => pool.end())
-  const sink = new PostgresSink<LogRow>({ database: pool, table: 'logs', columns, key: ['log_id'] })
+  const sink = new PostgresWriter<LogRow>({ database: pool, table: 'logs', columns, key: ['log_id'] })
   await assert.rejects(sink.write(records([logRow(1)]), ctx), (error: Error & { code: string; retryable: boolean }) => {
     assert.equal(error.code, 'KAFKIT_SINK_WRITE_FAILED')
     assert.equal(error.retryable, true)
@@ -273,16 +279,16 @@ test('an unreachable database is a retryable write failure', async t => {
 test('bad options fail at construction with the key and what is allowed', () => {
   const database = new pg.Pool()
   assert.throws(
-    () => new PostgresSink({ database, table: 'logs', columns }),
+    () => new PostgresWriter({ database, table: 'logs', columns }),
     (error: ConfigError) =>
       error instanceof ConfigError && /`key`/.test(error.message) && /idempotent/.test(error.message)
   )
   assert.throws(
-    () => new PostgresSink({ database, table: 'logs', columns, key: ['nope'] }),
+    () => new PostgresWriter({ database, table: 'logs', columns, key: ['nope'] }),
     (error: ConfigError) => /`key.0`/.test(error.message) && /log_id/.test(error.message)
   )
   assert.throws(
-    () => new PostgresSink({ database, table: 'logs', columns, key: ['log_id'], bulk: 'fast' as 'copy' }),
+    () => new PostgresWriter({ database, table: 'logs', columns, key: ['log_id'], bulk: 'fast' as 'copy' }),
     (error: ConfigError) => /`bulk`.*"fast".*"auto", "insert", "copy"/.test(error.message)
   )
   void database.end()
@@ -293,7 +299,7 @@ test('runs on an embedded PGlite: idempotent and exactly-once (INSERT path, no C
   t.after(() => lite.close())
   await lite.exec(`${logsTableDdl('logs')}; ${logsTableDdl('plain', { unique: false })}`)
   const database = pgliteDatabase(lite)
-  const idempotent = new PostgresSink<LogRow>({
+  const idempotent = new PostgresWriter<LogRow>({
     database,
     table: 'logs',
     columns,
@@ -304,7 +310,7 @@ test('runs on an embedded PGlite: idempotent and exactly-once (INSERT path, no C
   const rows = Array.from({ length: 20 }, (_, i) => logRow(i))
   assert.deepEqual(await idempotent.write(records(rows), ctx), { written: 20, skipped: 0, path: 'insert' })
   assert.deepEqual(await idempotent.write(records(rows), ctx), { written: 0, skipped: 20, path: 'insert' })
-  const exactly = new PostgresSink<LogRow>({ database, table: 'plain', columns, delivery: 'exactly-once' })
+  const exactly = new PostgresWriter<LogRow>({ database, table: 'plain', columns, delivery: 'exactly-once' })
   await exactly.write(records(rows), ctx)
   assert.deepEqual(await exactly.write(records(rows), ctx), { written: 0, skipped: 20, path: 'none' })
   assert.deepEqual(await exactly.loadOffsets('g1', ['logs']), [{ topic: 'logs', partition: 0, nextOffset: 20n }])

@@ -1,5 +1,5 @@
 /**
- * ClickHouseSink and the logs table helper against a real ClickHouse (test/helpers/clickhouse.ts
+ * ClickHouseWriter and the logs table helper against a real ClickHouse (test/helpers/clickhouse.ts
  * installs and starts Debian's clickhouse-server when none is configured). What the server lacks is
  * detected, and each detected capability is checked against the server itself (the feature works iff
  * it was detected), so neither the detection nor the documentation can drift. A retried batch
@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type { ClickHouseSettings } from '@clickhouse/client'
-import { ClickHouseSink } from '../../../src/clickhouse/clickhouse-sink.ts'
+import { ClickHouseWriter } from '../../../src/clickhouse/clickhouse-writer.ts'
 import {
   detectCapabilities,
   missingFeatures,
@@ -114,7 +114,7 @@ test('a retried batch is one row per event read with FINAL; token dedup where th
   await createLogsTable(client, { table: `${database}.logs`, capabilities })
   // No background merges during the test, or one could collapse the duplicates before they are counted.
   await client.command({ query: `SYSTEM STOP MERGES ${database}.logs` })
-  const sink = new ClickHouseSink<LogEvent>({ client, table: `${database}.logs` })
+  const sink = new ClickHouseWriter<LogEvent>({ client, table: `${database}.logs` })
   t.after(() => sink.close())
 
   const first = await sink.write(batch(0, 200), { groupId: 'g' })
@@ -152,7 +152,7 @@ test('a retried batch is one row per event read with FINAL; token dedup where th
 test('deduplication "token" fails clearly on a server without tokens', async t => {
   const { client, database } = await createTestDatabase(t, server.url)
   await createLogsTable(client, { table: `${database}.logs`, capabilities })
-  const sink = new ClickHouseSink<LogEvent>({ client, table: `${database}.logs`, deduplication: 'token' })
+  const sink = new ClickHouseWriter<LogEvent>({ client, table: `${database}.logs`, deduplication: 'token' })
   if (capabilities.insertDeduplicationToken) {
     assert.equal((await sink.write(batch(0, 10), { groupId: 'g' })).path, 'insert+token')
     return
@@ -167,7 +167,7 @@ test('deduplication "token" fails clearly on a server without tokens', async t =
 test('a bad row is a permanent failure, an unreachable server a transient one', async t => {
   const { client, database } = await createTestDatabase(t, server.url)
   await createLogsTable(client, { table: `${database}.logs`, capabilities })
-  const sink = new ClickHouseSink<Record<string, unknown>>({ client, table: `${database}.logs` })
+  const sink = new ClickHouseWriter<Record<string, unknown>>({ client, table: `${database}.logs` })
   const bad: SinkRecord<Record<string, unknown>>[] = [
     { topic: 'logs', partition: 0, offset: 0n, row: { ...event(1), timestamp: 'not a time' } }
   ]
@@ -176,7 +176,7 @@ test('a bad row is a permanent failure, an unreachable server a transient one', 
     assert.equal(error.retryable, false)
     return true
   })
-  const down = await ClickHouseSink.connect<LogEvent>('http://127.0.0.1:1', { table: 'logs' })
+  const down = await ClickHouseWriter.connect<LogEvent>('http://127.0.0.1:1', { table: 'logs' })
   t.after(() => down.close())
   await assert.rejects(down.write(batch(0, 1), { groupId: 'g' }), (error: Error & { retryable: boolean }) => {
     assert.equal(error.retryable, true, error.message)
