@@ -4,6 +4,7 @@
  * `ClickHouseWriter.connect` callers (the log-pipeline example), not here.
  */
 import { z } from 'zod'
+import { duration } from '../config/duration.ts'
 import { defineOptions } from '../config/define-options.ts'
 
 export const clickHouseWriterOptions = defineOptions({
@@ -19,10 +20,7 @@ export const clickHouseWriterOptions = defineOptions({
       .describe(
         '`token`: every insert carries `insert_deduplication_token` = table/topic/partition/offset range, so a retried batch is dropped by the server (fails at the first write on a server without it); `auto`: a token where the server supports it, none otherwise; `off`: never (rely on ReplacingMergeTree and FINAL).'
       ),
-    insertTimeoutMs: z
-      .number()
-      .int()
-      .positive()
+    insertTimeoutMs: duration(1)
       .default(30_000)
       .describe('Abort an insert that has not answered within this time (it then counts as a transient failure).')
   })

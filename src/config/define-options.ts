@@ -98,6 +98,11 @@ function describeAllowed(issue: z.core.$ZodIssue): string {
       return `${issue.inclusive === false ? 'less than' : 'at most'} ${String(issue.maximum)}`
     case 'unrecognized_keys':
       return 'only the documented keys'
+    case 'invalid_union': {
+      // A duration (a number or a text): the branch that took the value says what was wrong with it.
+      const taken = issue.errors.flat().find(inner => inner.code !== 'invalid_type')
+      return taken ? describeAllowed(taken) : 'a number of milliseconds or a duration such as 30s or 5m'
+    }
     default:
       return issue.message
   }
@@ -177,7 +182,17 @@ export function defineOptions<S extends z.ZodObject>(definition: DefineOptions<S
   }
 
   const table = (): string => {
-    const json = z.toJSONSchema(definition.schema, { io: 'input', unrepresentable: 'any' }) as {
+    const json = z.toJSONSchema(definition.schema, {
+      io: 'input',
+      unrepresentable: 'any',
+      // The input view leaves out the default of a value that is transformed (a duration's text): put it back.
+      override: context => {
+        const def = (context.zodSchema as unknown as { _zod: { def: { type: string; defaultValue?: unknown } } })._zod
+          .def
+        if (def.type === 'default' && context.jsonSchema.default === undefined)
+          context.jsonSchema.default = def.defaultValue
+      }
+    }) as {
       properties?: Record<string, Record<string, unknown>>
     }
     const rows: string[] = [

@@ -3,8 +3,8 @@
  * `-1`, `true`, `broker1:9092,broker2:9092`. Each throws an Error that says what form was expected.
  */
 import type { EnvBinding } from './define-options.ts'
+import { parseDuration } from './duration.ts'
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 const SIZE_UNITS: Record<string, number> = {
   b: 1,
   kb: 1024,
@@ -15,12 +15,8 @@ const SIZE_UNITS: Record<string, number> = {
   gib: 1024 ** 3
 }
 
-/** `250`, `250ms`, `1.5s`, `5m`, `1h` → milliseconds. A bare number is milliseconds. */
-export function parseDurationMs(raw: string): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(raw)
-  if (!match?.[1]) throw new Error('expected a duration such as 250, 250ms, 1s, 5m or 1h')
-  return Math.round(Number(match[1]) * (DURATION_UNITS[(match[2] ?? 'ms').toLowerCase()] ?? 1))
-}
+/** A duration in Kafkit's one grammar (src/config/duration.ts): `250`, `250ms`, `1.5s`, `5m`, `1h30m`. */
+export const parseDurationMs = parseDuration
 
 /** `1048576`, `512KB`, `10MB`, `1GiB` → bytes (binary multiples). A bare number is bytes. */
 export function parseBytes(raw: string): number {

@@ -5,6 +5,7 @@
  * middleware, serdes, classifiers) are passed beside the options, not through the schema.
  */
 import { z } from 'zod'
+import { duration } from '../config/duration.ts'
 import { connectionEnv, connectionSecrets, connectionShape } from '../kafka/connection.ts'
 import { defineOptions } from '../config/define-options.ts'
 import { envBytes, envDuration, envInteger, envList, envStartOffset, envString } from '../config/env-parsers.ts'
@@ -82,7 +83,7 @@ export const consumerOptions = defineOptions({
       .describe(
         "Fetch: most bytes per partition in one fetch response (Java's max.partition.fetch.bytes). Keeps one partition from filling a whole response, so every assigned partition has records to work on."
       ),
-    maxWaitMs: z.number().int().min(0).default(500).describe('Fetch: longest the broker waits for minBytes.'),
+    maxWaitMs: duration(0).default(500).describe('Fetch: longest the broker waits for minBytes.'),
     isolationLevel: z
       .enum(['read_committed', 'read_uncommitted'])
       .default('read_committed')
@@ -93,43 +94,26 @@ export const consumerOptions = defineOptions({
       .describe(
         'When settled offsets are committed: `message` after every settled record (most commits, least redelivery), `batch` after every batch handler call and whenever a partition has nothing left in flight, `interval` every commitIntervalMs (or commitEveryMessages). Always on revoke and stop.'
       ),
-    commitIntervalMs: z
-      .number()
-      .int()
-      .min(1)
-      .default(1000)
-      .describe('`interval` strategy: commit period (default 1s).'),
+    commitIntervalMs: duration(1).default(1000).describe('`interval` strategy: commit period (default 1s).'),
     commitEveryMessages: z
       .number()
       .int()
       .min(1)
       .optional()
       .describe('`interval` strategy: also commit once this many records settled since the last commit.'),
-    heartbeatIntervalMs: z.number().int().min(1).default(3000).describe('Classic protocol heartbeat period.'),
-    sessionTimeoutMs: z
-      .number()
-      .int()
-      .min(1)
+    heartbeatIntervalMs: duration(1).default(3000).describe('Classic protocol heartbeat period.'),
+    sessionTimeoutMs: duration(1)
       .default(10_000)
       .describe('Classic protocol: a member silent this long is removed from the group.'),
-    rebalanceTimeoutMs: z
-      .number()
-      .int()
-      .min(1)
+    rebalanceTimeoutMs: duration(1)
       .default(60_000)
       .describe('How long the group waits for members to rejoin during a rebalance.'),
-    revokeDrainMs: z
-      .number()
-      .int()
-      .min(0)
+    revokeDrainMs: duration(0)
       .default(10_000)
       .describe(
         'On revoke: how long in-flight work of the revoked partitions may finish (and be committed) before it is aborted and left to the next owner.'
       ),
-    shutdownTimeoutMs: z
-      .number()
-      .int()
-      .min(0)
+    shutdownTimeoutMs: duration(0)
       .default(30_000)
       .describe('stop(): how long in-flight work may finish before it is aborted (and redelivered later).'),
     concurrency: z
@@ -158,10 +142,7 @@ export const consumerOptions = defineOptions({
       .describe(
         'Max poll records: the largest batch given to a batch handler, and how many records the client reads ahead of the worker.'
       ),
-    batchLingerMs: z
-      .number()
-      .int()
-      .min(0)
+    batchLingerMs: duration(0)
       .default(0)
       .describe(
         'Batch handlers: how long a partition with fewer than maxPollRecords records waits for more before its batch starts (0: at once).'
@@ -174,10 +155,7 @@ export const consumerOptions = defineOptions({
       .describe(
         'Records held by the worker (queued + in flight) before fetching pauses; fetching resumes below half of it. Bounds memory whatever the lag.'
       ),
-    maxPollIntervalMs: z
-      .number()
-      .int()
-      .min(1)
+    maxPollIntervalMs: duration(1)
       .default(300_000)
       .describe(
         'Max poll interval: the longest one handler call may run; then its signal aborts and the attempt fails as a transient timeout (KAFKIT_HANDLER_TIMEOUT), so a stuck handler never holds its partition forever. Checked on a tick of a tenth of it (50 ms to 5 s): a call fails between this and this plus two ticks after it started, never earlier.'
@@ -190,8 +168,8 @@ export const consumerOptions = defineOptions({
       .describe('In-place retries of a transient failure before the record is dead-lettered.'),
     retryBackoff: z
       .strictObject({
-        baseMs: z.number().int().min(0).default(100).describe('Cap of the first retry delay.'),
-        maxMs: z.number().int().min(0).default(10_000).describe('Largest retry delay.')
+        baseMs: duration(0).default(100).describe('Cap of the first retry delay.'),
+        maxMs: duration(0).default(10_000).describe('Largest retry delay.')
       })
       .prefault({})
       .describe('Exponential backoff with full jitter between in-place retries.'),
@@ -218,7 +196,7 @@ export const consumerOptions = defineOptions({
           .min(1)
           .default(3)
           .describe('Consecutive transient failures that open it (at most maxRetries + 1).'),
-        cooldownMs: z.number().int().min(0).default(30_000).describe('Open time before one probe.')
+        cooldownMs: duration(0).default(30_000).describe('Open time before one probe.')
       })
       .optional()
       .describe(

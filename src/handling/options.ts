@@ -6,6 +6,7 @@
  * `KAFKA_CONSUMER_DLQ_TOPIC` belong to the consumer's options, which pass them on.
  */
 import { z } from 'zod'
+import { duration } from '../config/duration.ts'
 import { defineOptions } from '../config/define-options.ts'
 
 export const handlerExecutorOptions = defineOptions({
@@ -19,8 +20,8 @@ export const handlerExecutorOptions = defineOptions({
       .describe('In-place retries of a transient failure before the message is dead-lettered (0: none).'),
     retryBackoff: z
       .strictObject({
-        baseMs: z.number().int().min(0).default(100).describe('Cap of the first retry delay.'),
-        maxMs: z.number().int().min(0).default(10_000).describe('Largest retry delay.'),
+        baseMs: duration(0).default(100).describe('Cap of the first retry delay.'),
+        maxMs: duration(0).default(10_000).describe('Largest retry delay.'),
         jitter: z
           .enum(['full', 'none'])
           .default('full')
@@ -50,7 +51,7 @@ export const consumerBreakerOptions = defineOptions({
       .describe(
         'Consecutive transient failures that open it. At most maxRetries + 1, so an outage opens it before any message exhausts its retries.'
       ),
-    cooldownMs: z.number().int().min(0).default(30_000).describe('How long it stays open before one probe attempt.')
+    cooldownMs: duration(0).default(30_000).describe('How long it stays open before one probe attempt.')
   })
 })
 
@@ -86,8 +87,8 @@ export const deadLetterOptions = defineOptions({
       ),
     writeBackoff: z
       .strictObject({
-        baseMs: z.number().int().min(0).default(200).describe('Cap of the first delay after a failed write.'),
-        maxMs: z.number().int().min(0).default(30_000).describe('Largest delay between writes.')
+        baseMs: duration(0).default(200).describe('Cap of the first delay after a failed write.'),
+        maxMs: duration(0).default(30_000).describe('Largest delay between writes.')
       })
       .prefault({})
       .describe('Backoff (full jitter) between failed DLQ writes.')

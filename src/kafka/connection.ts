@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs'
 import type { BaseOptions } from '@platformatic/kafka'
 import { z } from 'zod'
+import { duration } from '../config/duration.ts'
 import type { EnvBinding } from '../config/define-options.ts'
 import { envBoolean, envDuration, envList, envString } from '../config/env-parsers.ts'
 
@@ -21,8 +22,8 @@ export const connectionShape = {
     .min(1)
     .describe('Bootstrap brokers as host:port. Required (in code or KAFKA_BROKERS).'),
   clientId: z.string().min(1).default('kafkit').describe('Client id sent to the brokers (quotas, logs).'),
-  connectTimeoutMs: z.number().int().positive().default(10_000).describe('TCP connect timeout.'),
-  requestTimeoutMs: z.number().int().positive().default(30_000).describe('Timeout of one request to a broker.'),
+  connectTimeoutMs: duration(1).default(10_000).describe('TCP connect timeout.'),
+  requestTimeoutMs: duration(1).default(30_000).describe('Timeout of one request to a broker.'),
   sasl: z
     .strictObject({
       mechanism: z.enum(['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512', 'OAUTHBEARER']).describe('SASL mechanism.'),

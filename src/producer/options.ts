@@ -6,6 +6,7 @@
  * the options, not through the schema.
  */
 import { z } from 'zod'
+import { duration } from '../config/duration.ts'
 import { connectionEnv, connectionSecrets, connectionShape } from '../kafka/connection.ts'
 import { defineOptions, type EnvBinding } from '../config/define-options.ts'
 import { envBoolean, envBytes, envDuration, envInteger, envString, parseInteger } from '../config/env-parsers.ts'
@@ -119,10 +120,7 @@ export const producerOptions = defineOptions({
         .describe(
           'Most bytes (keys, values, headers) per produce request; a batch that reaches it is sent at once. Keep it at or below the broker `message.max.bytes` (1 MiB by default).'
         ),
-      lingerMs: z
-        .number()
-        .int()
-        .min(0)
+      lingerMs: duration(0)
         .default(5)
         .describe(
           'How long a batch that is not full waits for more messages before it is sent. 0: as soon as a request slot is free (messages still batch up while all slots are busy).'
@@ -151,16 +149,10 @@ export const producerOptions = defineOptions({
         .describe(
           'When bufferMemory is used up: `wait` holds the send until there is room (at most maxBlockMs), `fail` rejects it at once with KAFKIT_PRODUCER_BUFFER_FULL.'
         ),
-      maxBlockMs: z
-        .number()
-        .int()
-        .min(0)
+      maxBlockMs: duration(0)
         .default(60_000)
         .describe('Longest a send waits for buffer room before it fails with KAFKIT_PRODUCER_BUFFER_FULL.'),
-      deliveryTimeoutMs: z
-        .number()
-        .int()
-        .min(1)
+      deliveryTimeoutMs: duration(1)
         .default(120_000)
         .describe(
           'Longest a message may take from send() to its acknowledgement, waiting for buffer room, batching and every retry included (Kafka `delivery.timeout.ms`). Then it fails with KAFKIT_SEND_TIMEOUT; one already sent may still be written.'
@@ -175,13 +167,8 @@ export const producerOptions = defineOptions({
         ),
       retryBackoff: z
         .strictObject({
-          baseMs: z
-            .number()
-            .int()
-            .min(0)
-            .default(100)
-            .describe('Cap of the first retry delay (Kafka `retry.backoff.ms`).'),
-          maxMs: z.number().int().min(0).default(1000).describe('Largest retry delay (Kafka `retry.backoff.max.ms`).')
+          baseMs: duration(0).default(100).describe('Cap of the first retry delay (Kafka `retry.backoff.ms`).'),
+          maxMs: duration(0).default(1000).describe('Largest retry delay (Kafka `retry.backoff.max.ms`).')
         })
         .prefault({})
         .describe(
@@ -190,18 +177,12 @@ export const producerOptions = defineOptions({
       breaker: z
         .strictObject({
           enabled: z.boolean().default(true).describe('Use the circuit breaker.'),
-          openAfterMs: z
-            .number()
-            .int()
-            .min(1)
+          openAfterMs: duration(1)
             .default(60_000)
             .describe(
               "The breaker opens when requests have kept failing with retriable errors for this long without any acknowledgement: the cluster as a whole takes no writes. A node of several going down does not open it (its partitions move to other leaders within the brokers' session timeout; a request hung on a paused node ends within requestTimeoutMs)."
             ),
-          cooldownMs: z
-            .number()
-            .int()
-            .min(0)
+          cooldownMs: duration(0)
             .default(30_000)
             .describe(
               'How long it stays open (new sends fail fast with KAFKIT_CIRCUIT_OPEN; messages already accepted keep their delivery timeout) before one probe message.'
@@ -243,10 +224,7 @@ export const producerOptions = defineOptions({
         .boolean()
         .default(false)
         .describe('Let the broker create a missing topic on first use (if the broker allows it).'),
-      metadataMaxAgeMs: z
-        .number()
-        .int()
-        .min(100)
+      metadataMaxAgeMs: duration(100)
         .default(30_000)
         .describe('How often partition counts are refreshed (new partitions start receiving keyless messages).')
     })

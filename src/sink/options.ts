@@ -5,6 +5,7 @@
  * documented in docs/options.md. The writer, the mapping and the serde are passed beside them.
  */
 import { z } from 'zod'
+import { duration } from '../config/duration.ts'
 import { connectionEnv, connectionSecrets, connectionShape } from '../kafka/connection.ts'
 import { defineOptions } from '../config/define-options.ts'
 import { envBytes, envDuration, envInteger, envList, envStartOffset, envString } from '../config/env-parsers.ts'
@@ -41,10 +42,7 @@ export const sinkOptions = defineOptions({
         .min(1)
         .default(500)
         .describe('Records of one partition written per database transaction (Connect `batch.size`).'),
-      lingerMs: z
-        .number()
-        .int()
-        .min(0)
+      lingerMs: duration(0)
         .default(200)
         .describe('How long a partial batch waits for more records before it is written (Connect `linger.ms`).'),
       maxRetries: z
@@ -57,8 +55,8 @@ export const sinkOptions = defineOptions({
         ),
       retryBackoff: z
         .strictObject({
-          baseMs: z.number().int().min(0).default(200).describe('Cap of the first retry delay.'),
-          maxMs: z.number().int().min(0).default(5_000).describe('Largest retry delay.')
+          baseMs: duration(0).default(200).describe('Cap of the first retry delay.'),
+          maxMs: duration(0).default(5_000).describe('Largest retry delay.')
         })
         .prefault({})
         .describe('Exponential backoff with full jitter between write retries.'),
@@ -101,7 +99,7 @@ export const sinkOptions = defineOptions({
             .describe(
               'Consecutive failed writes (database unavailable) that open the breaker; at most maxRetries + 1.'
             ),
-          cooldownMs: z.number().int().min(0).default(5_000).describe('Open time before one probe write.')
+          cooldownMs: duration(0).default(5_000).describe('Open time before one probe write.')
         })
         .prefault({})
         .describe('Circuit breaker: while open the partitions are paused and nothing is committed or dead-lettered.'),
@@ -111,7 +109,7 @@ export const sinkOptions = defineOptions({
         .describe(
           "Where a partition without a committed offset starts: `earliest` (-2, oldest) by default, so a new sink stores what the topic already holds, or `latest` (-1, new records only). The same option as the consumer's, whose default is `latest`."
         ),
-      fetchMaxWaitMs: z.number().int().min(1).default(200).describe('Longest a fetch waits at the broker for data.'),
+      fetchMaxWaitMs: duration(1).default(200).describe('Longest a fetch waits at the broker for data.'),
       fetchMaxBytes: z
         .number()
         .int()
@@ -120,18 +118,10 @@ export const sinkOptions = defineOptions({
         .describe(
           'Most bytes one fetch returns. The client lets one partition fill a whole fetch, so a smaller fetch makes the broker rotate through the partitions and several partitions have batches ready to write at once (bench/sink).'
         ),
-      sessionTimeoutMs: z
-        .number()
-        .int()
-        .min(1)
+      sessionTimeoutMs: duration(1)
         .default(30_000)
         .describe('Group session timeout: how long a crashed worker keeps its partitions before they move.'),
-      heartbeatIntervalMs: z
-        .number()
-        .int()
-        .min(1)
-        .default(3_000)
-        .describe('Group heartbeat interval (below sessionTimeoutMs).'),
+      heartbeatIntervalMs: duration(1).default(3_000).describe('Group heartbeat interval (below sessionTimeoutMs).'),
       groupInstanceId: z
         .string()
         .min(1)

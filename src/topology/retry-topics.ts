@@ -15,7 +15,7 @@
  * anything is created. Names off the `<domain>.<entity>.<event-type>` convention are warnings only.
  */
 import { Admin, ConfigResourceTypes, type BaseOptions } from '../kafka/client.ts'
-import { parseDurationMs } from '../config/env-parsers.ts'
+import { formatDuration, parseDuration } from '../config/duration.ts'
 import { ConfigError, KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
 import { checkTopicName } from './topic-naming.ts'
 import { applyTopicPlan, planTopics, type TopicPlan, type TopicSpec } from './topic-plan.ts'
@@ -70,47 +70,12 @@ export class TopicNotFoundError extends KafkitError {
   }
 }
 
-const UNITS: [string, number][] = [
-  ['d', 86_400_000],
-  ['h', 3_600_000],
-  ['m', 60_000],
-  ['s', 1000],
-  ['ms', 1]
-]
-
 /** `300000` → `5m`, `5400000` → `1h30m`, `250` → `250ms`, `86400000` → `1d`: stable, lower-case, no dots. */
 export function formatDelay(delayMs: number): string {
   if (!Number.isSafeInteger(delayMs) || delayMs < 0) {
     throw new ConfigError(`a retry delay must be a whole number of milliseconds >= 0, got ${delayMs}`)
   }
-  if (delayMs === 0) return '0ms'
-  let rest = delayMs
-  let text = ''
-  for (const [unit, size] of UNITS) {
-    const count = Math.floor(rest / size)
-    if (count > 0) text += `${count}${unit}`
-    rest -= count * size
-  }
-  return text
-}
-
-const UNIT_MS = new Map(UNITS)
-
-/** `5m`, `1h30m`, `1s500ms`, `1.5s`, `250`: what formatDelay prints, and the env forms, back to ms. */
-function parseDelay(text: string): number {
-  const compact = text.trim().toLowerCase()
-  if (/^(?:\d+(?:\.\d+)?(?:d|h|ms|m|s))+$/.test(compact)) {
-    let total = 0
-    for (const [, amount, unit] of compact.matchAll(/(\d+(?:\.\d+)?)(d|h|ms|m|s)/g)) {
-      total += Number(amount) * (UNIT_MS.get(unit ?? 'ms') ?? 1)
-    }
-    return Math.round(total)
-  }
-  try {
-    return parseDurationMs(compact)
-  } catch {
-    throw new Error('expected a duration such as 250, 250ms, 30s, 5m, 1h30m or 1d')
-  }
+  return formatDuration(delayMs)
 }
 
 /** A delay as milliseconds (a number is taken as milliseconds). */
@@ -120,7 +85,7 @@ export function delayMs(delay: RetryDelay, where = 'retry delay'): number {
     ms = delay
   } else {
     try {
-      ms = parseDelay(delay)
+      ms = parseDuration(delay)
     } catch (error) {
       throw new ConfigError(`${where} ${JSON.stringify(delay)}: ${(error as Error).message}`, {
         details: { delay }

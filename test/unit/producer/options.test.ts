@@ -119,7 +119,9 @@ test('invalid configuration fails at construction with key, value and what is al
     [{ maxRetries: 1 }, {}, /`maxRetries`: got 1, expected 0 or at least 2 while idempotent is true/],
     [{ maxRetries: -1 }, {}, /`maxRetries`: got -1, expected at least 0/],
     [{ maxInFlight: 0 }, {}, /`maxInFlight`: got 0, expected at least 1/],
-    [{ lingerMs: 'soon' }, {}, /`lingerMs`: got "soon", expected a number/],
+    [{ lingerMs: 'soon' }, {}, /`lingerMs`: got "soon", expected a duration such as 250, 250ms, 30s, 5m, 1h30m or 1d/],
+    [{ lingerMs: -5 }, {}, /`lingerMs`: got -5, expected at least 0/],
+    [{ lingerMs: true }, {}, /`lingerMs`: got true, expected a number of milliseconds or a duration such as 30s or 5m/],
     [{}, { KAFKA_PRODUCER_BATCH_TIMEOUT: 'soon' }, /KAFKA_PRODUCER_BATCH_TIMEOUT="soon": expected a duration/],
     [{ bufferFullBehavior: 'drop' }, {}, /`bufferFullBehavior`: got "drop", expected one of "wait", "fail"/],
     [
@@ -157,4 +159,22 @@ test('secrets from the environment never appear in errors or in the redacted con
   )
   assert.doesNotMatch(error.message, /42|hunter2/)
   assert.doesNotMatch(producerOptions.table(), /hunter2/)
+})
+
+test('every time option takes milliseconds or a duration in one grammar, in code and in the environment', () => {
+  const config = producerOptions.resolve(
+    { brokers, lingerMs: '10ms', deliveryTimeoutMs: '2m', retryBackoff: { baseMs: 100, maxMs: '1.5s' } },
+    { env: { KAFKA_PRODUCER_BATCH_TIMEOUT: '5ms' } }
+  )
+  assert.equal(config.lingerMs, 10, 'code beats the environment')
+  assert.equal(config.deliveryTimeoutMs, 120_000)
+  assert.equal(config.retryBackoff.maxMs, 1500)
+  assert.equal(
+    producerOptions.resolve({ brokers, deliveryTimeoutMs: '1h30m' }, { env: {} }).deliveryTimeoutMs,
+    5_400_000
+  )
+  assert.equal(
+    producerOptions.resolve({ brokers }, { env: { KAFKA_PRODUCER_DELIVERY_TIMEOUT: '1s500ms' } }).deliveryTimeoutMs,
+    1500
+  )
 })
