@@ -868,7 +868,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         void this.#act(state, message, this.#executor.firstAttemptDone(message, context))
       } catch (error) {
         // A 'settled' listener that throws, say: logged, and the record's turn still ends.
-        this.#unexpected(record, error)
+        this.#unexpected(state, record, error)
       }
       this.#finish(state, record, 1)
     }, failed)
@@ -902,7 +902,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
           : this.#executor.rejectUndeserializable(message, error, context)
       await this.#act(state, message, outcome)
     } catch (error) {
-      this.#unexpected(record, error)
+      this.#unexpected(state, record, error)
     } finally {
       this.#finish(state, record, 1)
     }
@@ -924,7 +924,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     try {
       await this.#act(state, message, await verdict)
     } catch (error) {
-      this.#unexpected(record, error)
+      this.#unexpected(state, record, error)
     } finally {
       this.#finish(state, record, 1)
     }
@@ -938,12 +938,20 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     return undefined
   }
 
-  /** Only a bug gets here (the executor never rejects); the record stays unsettled and is redelivered. */
-  #unexpected(record: RawRecord, error: unknown): void {
-    this.#logger.error(
-      { topic: record.topic, partition: record.partition, offset: String(record.offset), err: String(error) },
-      'consumer: unexpected failure handling a record'
-    )
+  /**
+   * Only a bug gets here (the executor never rejects), or a failure route stopped by a revoke or a stop
+   * (its signal aborted: no news then); the record stays unsettled and is redelivered.
+   */
+  #unexpected(state: PartitionState, record: RawRecord, error: unknown): void {
+    const fields = {
+      topic: record.topic,
+      partition: record.partition,
+      offset: String(record.offset),
+      err: String(error)
+    }
+    if (state.controller.signal.aborted)
+      this.#logger.debug(fields, 'consumer: a record was left unsettled on stop or revoke')
+    else this.#logger.error(fields, 'consumer: unexpected failure handling a record')
   }
 
   async #runBatch(state: PartitionState, records: RawRecord[]): Promise<void> {

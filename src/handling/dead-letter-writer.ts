@@ -46,6 +46,11 @@ export class DeadLetterWriteError extends KafkitError {
   }
 }
 
+function describeError(error: unknown): { name?: string; code?: unknown; message: string } {
+  if (!(error instanceof Error)) return { message: String(error) }
+  return { name: error.name, code: (error as { code?: unknown }).code, message: error.message }
+}
+
 export class DeadLetterWriter {
   readonly #producer: DeadLetterProducer
   readonly #groupId: string
@@ -114,6 +119,19 @@ export class DeadLetterWriter {
           offset: landed?.offset,
           writeAttempts: attempt
         }
+        this.#logger.error(
+          {
+            ...position,
+            offset: String(message.offset),
+            dlqTopic: record.topic,
+            dlqPartition: receipt.partition,
+            dlqOffset: receipt.offset === undefined ? undefined : String(receipt.offset),
+            reason: failure.reason,
+            attempts: failure.attempts,
+            err: describeError(failure.error)
+          },
+          `message failed: it is in the dead-letter topic ${record.topic}`
+        )
         publishHandlerEvent(() => ({
           type: 'dead-lettered',
           ...position,

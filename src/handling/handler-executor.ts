@@ -424,17 +424,9 @@ export class HandlerExecutor<V = unknown> {
         { ...this.#fields(message, count, context), attempts: outcome.attempts, err: describe(outcome.error) },
         'business rule refused the message: committed without retry or dead-letter'
       )
-    } else if (outcome.kind === 'dead-letter') {
-      this.#logger.error(
-        {
-          ...this.#fields(message, count, context),
-          reason: outcome.reason,
-          attempts: outcome.attempts,
-          err: describe(outcome.error)
-        },
-        'message failed: it goes to the dead-letter topic'
-      )
     }
+    // A dead-letter verdict is logged where the record goes (the dead-letter writer, or a retry tier),
+    // once it is there: only that place knows which it is.
     publishHandlerEvent(() => ({
       type: 'outcome',
       ...positionOf(message, context.groupId),

@@ -245,6 +245,22 @@ export class RetryRouter {
       { signal, logger: this.#logger, what: `retry tier ${tier}` }
     )
     this.counts.toTier[tier] = (this.counts.toTier[tier] ?? 0) + 1
+    this.#logger.warn(
+      {
+        topic: message.topic,
+        partition: message.partition,
+        offset: String(message.offset),
+        groupId: this.#groupId,
+        reason: outcome.reason,
+        attempts: outcome.attempts,
+        retryTopic: target.topic,
+        err:
+          outcome.error instanceof Error
+            ? { name: outcome.error.name, message: outcome.error.message }
+            : String(outcome.error)
+      },
+      `message failed: it is in retry topic ${target.topic}`
+    )
   }
 
   async #deadLetter(

@@ -86,9 +86,6 @@ function oneMessageBatch<V>(batchHandler: BatchHandler<V>): MessageHandler<V> {
   }
 }
 
-const UNEXPECTED = 'consumer: unexpected failure handling a record'
-const DEAD_LETTER_VERDICT = 'message failed: it goes to the dead-letter topic'
-
 export class RetryingConsumer<V = unknown> {
   readonly retry: Readonly<RetryConfig> & { readonly delaysMs: readonly number[] }
   readonly origin: Consumer<V>
@@ -122,25 +119,7 @@ export class RetryingConsumer<V = unknown> {
     const config = retryOptions.resolve(retry ?? {})
     const delaysMs = config.tiers.map((delay, i) => delayMs(delay, `retry.tiers[${i}]`))
     this.retry = Object.freeze({ ...config, delaysMs: Object.freeze(delaysMs) })
-    const user = logger ?? defaultLogger()
-    // Where a transient failure goes next, by the topic it failed on (origin, tier, release).
-    const nextTier = new Map<string, string>()
-    this.#logger = {
-      debug: (fields, message) => user.debug(fields, message),
-      info: (fields, message) => user.info(fields, message),
-      warn: (fields, message) => user.warn(fields, message),
-      error: (fields, message) => {
-        // stop() ends tier waits by aborting them; the runtime reports an aborted intercept as unexpected.
-        if (this.#stop.signal.aborted && message === UNEXPECTED) return user.debug(fields, message)
-        // Handling announces every dead-letter verdict before the route takes a transient one to a tier.
-        const { topic, reason } = fields as { topic?: unknown; reason?: unknown }
-        const next = typeof topic === 'string' && reason === 'transient' ? nextTier.get(topic) : undefined
-        if (message === DEAD_LETTER_VERDICT && next !== undefined) {
-          return user.warn({ ...fields, retryTopic: next }, `message failed: it goes to retry topic ${next}`)
-        }
-        user.error(fields, message)
-      }
-    }
+    this.#logger = logger ?? defaultLogger()
     this.#handleSignals = handleSignals === true
     const producer: RetryProducer = {
       send: options => {
@@ -166,15 +145,6 @@ export class RetryingConsumer<V = unknown> {
     this.flows = originConfig.topics.map(topic =>
       retryFlowTopics(topic, delaysMs, { retryTopic: config.topicTemplate, dlqTopic: originConfig.dlqTopic })
     )
-    for (const flow of this.flows) {
-      const first = flow.tiers[0]?.topic as string
-      nextTier.set(flow.origin, first)
-      nextTier.set(flow.release, first)
-      flow.tiers.forEach((tier, i) => {
-        const next = flow.tiers[i + 1]
-        if (next) nextTier.set(tier.topic, next.topic)
-      })
-    }
     this.#gate = config.perKeyOrdering
       ? new KeyOrderGate({
           client: toClientOptions(originConfig),

@@ -15,6 +15,7 @@ import { utf8Strict } from '../../../src/message/serde.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic, type RawMessage } from '../../helpers/read-topic.ts'
+import { captureLogger } from '../../unit/handling/fixtures.ts'
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -92,7 +93,8 @@ test('a failed record lands in the DLQ with its bytes, headers and the reasons, 
     logger: quiet,
     handler: m => Promise.reject(m.value === null ? new TransientError('db down') : new PermanentError('bad'))
   })
-  const writer = new DeadLetterWriter({ producer, topic: dlq.topic, groupId, logger: quiet })
+  const logged = captureLogger()
+  const writer = new DeadLetterWriter({ producer, topic: dlq.topic, groupId, logger: logged })
 
   const undecodable = executor.rejectUndeserializable(poison, new TypeError('not valid utf-8'), {
     signal: AbortSignal.timeout(30_000),
@@ -105,6 +107,12 @@ test('a failed record lands in the DLQ with its bytes, headers and the reasons, 
     await writer.write(poison, undecodable, { signal: AbortSignal.timeout(30_000) }),
     await writer.write(tombstone, exhausted, { signal: AbortSignal.timeout(30_000) })
   ]
+  // Each record, once acknowledged, is logged at error with where it was and where it went.
+  const errors = logged.lines.filter(line => line.level === 'error')
+  assert.equal(errors.length, 2)
+  assert.equal(errors[0]?.fields.dlqTopic, dlq.topic)
+  assert.equal(errors[0]?.fields.offset, String(poison.offset))
+  assert.match(errors[0]?.message ?? '', /it is in the dead-letter topic/)
   assert.deepEqual(
     receipts.map(r => [r.topic, r.partition, r.offset, r.writeAttempts]),
     [
