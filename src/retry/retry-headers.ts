@@ -6,7 +6,7 @@
  * back. Values are UTF-8 text; times ISO 8601 in UTC; offsets decimal. docs/retries.md lists them.
  */
 import { REPLAY_GROUP_HEADER } from '../consumer/consumer.ts'
-import { truncate } from '../handling/dead-letter.ts'
+import { errorClassOf, errorCodeOf, errorMessageOf, truncate } from '../handling/error-text.ts'
 import type { ConsumedMessage } from '../handling/types.ts'
 
 export const RetryHeader = {
@@ -79,36 +79,6 @@ export interface RetryHop {
 }
 
 const MAX_ERROR_MESSAGE = 1024
-
-function errorClassOf(error: unknown): string {
-  if (error instanceof Error) return error.name && error.name !== 'Error' ? error.name : error.constructor.name
-  return error === null ? 'null' : typeof error
-}
-
-function errorCodeOf(error: unknown): string | undefined {
-  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined
-  return typeof code === 'string' || typeof code === 'number' ? String(code) : undefined
-}
-
-/** A thrown non-Error as text; never throws. */
-function printable(value: unknown): string {
-  try {
-    return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) ?? typeof value
-  } catch {
-    return `[unprintable ${typeof value}]`
-  }
-}
-
-function errorMessageOf(error: unknown): string {
-  const parts: string[] = []
-  let current: unknown = error
-  for (let depth = 0; depth < 8 && current !== undefined && current !== null; depth++) {
-    const text = current instanceof Error ? current.message : typeof current === 'string' ? current : printable(current)
-    parts.push(depth === 0 ? text : `caused by ${errorClassOf(current)}: ${text}`)
-    current = current instanceof Error ? current.cause : undefined
-  }
-  return parts.join('; ')
-}
 
 /** Headers that must not travel to the next hop: earlier retry headers, and a replay mark for the origin group. */
 function carried(name: string): boolean {

@@ -7,9 +7,9 @@ import {
   isDeadLetterRecord,
   originalHeaderEntries,
   originalHeaders,
-  parseDeadLetterHeaders,
-  truncate
+  parseDeadLetterHeaders
 } from '../../../src/handling/dead-letter.ts'
+import { truncate } from '../../../src/handling/error-text.ts'
 import { PermanentError, TransientError } from '../../../src/handling/errors.ts'
 import type { FailureRecord } from '../../../src/handling/handler-executor.ts'
 import { consumed } from './fixtures.ts'
