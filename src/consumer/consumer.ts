@@ -44,6 +44,7 @@ import {
 import { defaultLogger, type HandlingLogger } from '../handling/logger.ts'
 import type { BatchHandler, ConsumedMessage, MessageHandler, Middleware } from '../handling/types.ts'
 import { jsonSerde, type Serde } from '../message/serde.ts'
+import { REPLAY_GROUP_HEADER } from '../message/wire-format.ts'
 import { internalProducerRetries } from '../producer/delivery-policy.ts'
 import { ensureTopics } from '../topology/topic-plan.ts'
 import { commitInGeneration, type CommitIdentity } from '../kafka/commit-in-generation.ts'
@@ -56,8 +57,7 @@ import { consumerOptions, type ConsumerConfig, type ConsumerOptions } from './op
 import { PartitionQueue } from './partition-queue.ts'
 import { CallWatchdog } from './watchdog.ts'
 
-/** Replayed dead-letter records meant for one group only carry this header (see `kafkit dlq replay`). */
-export const REPLAY_GROUP_HEADER = 'kafkit-replay-group'
+export { REPLAY_GROUP_HEADER }
 const REPLAY_GROUP_NAME = Buffer.from(REPLAY_GROUP_HEADER)
 
 /**

@@ -10,35 +10,9 @@ import { errorClassOf, errorCodeOf, errorMessageOf, truncate } from './error-tex
 import { KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
 import type { FailureRecord } from './handler-executor.ts'
 import type { ConsumedMessage } from './types.ts'
+import { DEAD_LETTER_FORMAT_VERSION, DEAD_LETTER_HEADER_PREFIX, DeadLetterHeader } from '../message/wire-format.ts'
 
-/** The headers Kafkit adds to a dead-letter record. */
-export const DeadLetterHeader = {
-  /** Format version of these headers (currently 1). */
-  version: 'kafkit-dlq-version',
-  originTopic: 'kafkit-dlq-origin-topic',
-  originPartition: 'kafkit-dlq-origin-partition',
-  originOffset: 'kafkit-dlq-origin-offset',
-  /** The original record's timestamp. */
-  originTimestamp: 'kafkit-dlq-origin-timestamp',
-  consumerGroup: 'kafkit-dlq-consumer-group',
-  /** `transient` (retries exhausted) or `permanent`. */
-  errorKind: 'kafkit-dlq-error-kind',
-  /** The error's class name, e.g. `PermanentError`, `SyntaxError`. */
-  errorClass: 'kafkit-dlq-error-class',
-  /** The Kafkit error code or Node error code, when the error has one. */
-  errorCode: 'kafkit-dlq-error-code',
-  /** The message of the error and of its causes, cut to a bound. */
-  errorMessage: 'kafkit-dlq-error-message',
-  /** The stack, cut to a bound; absent when disabled or unknown. */
-  errorStack: 'kafkit-dlq-error-stack',
-  attempts: 'kafkit-dlq-attempts',
-  firstFailureAt: 'kafkit-dlq-first-failure-at',
-  lastFailureAt: 'kafkit-dlq-last-failure-at',
-  deadLetteredAt: 'kafkit-dlq-dead-lettered-at'
-} as const
-
-export const DEAD_LETTER_HEADER_PREFIX = 'kafkit-dlq-'
-export const DEAD_LETTER_FORMAT_VERSION = 1
+export { DEAD_LETTER_FORMAT_VERSION, DEAD_LETTER_HEADER_PREFIX, DeadLetterHeader }
 
 /** A dead-letter record as read back from its headers. */
 export interface DeadLetterInfo {

@@ -3,17 +3,9 @@
  * them through the message builder; consumers get them parsed as `message.meta`. Values are UTF-8.
  */
 import { internAscii } from '../util/ascii-intern.ts'
+import { StandardHeader } from './wire-format.ts'
 
-export const StandardHeader = {
-  eventId: 'event-id',
-  eventType: 'event-type',
-  correlationId: 'correlation-id',
-  conversationId: 'conversation-id',
-  schemaVersion: 'schema-version',
-  source: 'source',
-  timestamp: 'timestamp',
-  retryCount: 'retry-count'
-} as const
+export { StandardHeader }
 
 export type StandardHeaderName = (typeof StandardHeader)[keyof typeof StandardHeader]
 

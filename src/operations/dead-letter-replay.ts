@@ -14,6 +14,7 @@
 import { Admin, ClientProducer, type MessageToProduce } from '../kafka/client.ts'
 import { originalHeaderEntries } from '../handling/dead-letter.ts'
 import { KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
+import { REPLAY_HEADER_PREFIX, ReplayHeader } from '../message/wire-format.ts'
 import { internalProducerRetries } from '../producer/delivery-policy.ts'
 import { keyPartition } from '../producer/murmur2.ts'
 import { planTopics, applyTopicPlan } from '../topology/topic-plan.ts'
@@ -21,15 +22,7 @@ import { TopicNotFoundError } from '../topology/retry-topics.ts'
 import { listDeadLetters, type DeadLetterEntry, type DeadLetterFilter } from './dead-letter-inspector.ts'
 import { readTopicSnapshot, type TopicSnapshotOptions } from './topic-snapshot.ts'
 
-/** Headers a replayed record carries besides its original ones. */
-export const ReplayHeader = {
-  /** `<dlqTopic>/<partition>@<offset>`: the dead-letter record this record replays. */
-  replayOf: 'kafkit-replay-of',
-  /** The consumer group the replay is meant for; Kafkit consumers of other groups skip the record. */
-  group: 'kafkit-replay-group'
-} as const
-
-export const REPLAY_HEADER_PREFIX = 'kafkit-replay-'
+export { REPLAY_HEADER_PREFIX, ReplayHeader }
 export const REPLAY_LEDGER_VERSION = 1
 
 /** The ledger of a DLQ: `<dlqTopic>.replayed`. */

@@ -25,7 +25,7 @@ import { isRetriable, isTooLarge } from '../kafka/errors.ts'
 import { partitionOutcomes } from '../kafka/produce-outcome.ts'
 import { isKafkitError } from '../errors/kafkit-error.ts'
 import { MessageBuilder, type OutgoingMessage } from '../message/builder.ts'
-import { StandardHeader } from '../message/headers.ts'
+import { DEAD_LETTER_FORMAT_VERSION, DeadLetterHeader, StandardHeader } from '../message/wire-format.ts'
 import { jsonSerde, type Serde } from '../message/serde.ts'
 import { newEventIdBytes } from '../message/uuid.ts'
 import { CircuitBreaker, type BreakerStateChange } from '../resilience/circuit-breaker.ts'
@@ -1188,16 +1188,16 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
       const headers = new Map<Buffer, Buffer>(record.headers)
       const add = (name: string, value: string | Buffer) =>
         headers.set(this.#headerName(name), typeof value === 'string' ? Buffer.from(value, 'utf8') : value)
-      add('kafkit-dlq-version', '1')
-      add('kafkit-dlq-origin-topic', record.topic)
-      add('kafkit-dlq-origin-partition', String(record.partition))
-      add('kafkit-dlq-error-kind', 'transient')
-      add('kafkit-dlq-error-class', error.name)
-      add('kafkit-dlq-error-code', error.code)
-      add('kafkit-dlq-error-message', error.message.slice(0, 1024))
-      add('kafkit-dlq-attempts', String((error.details as { attempts?: number } | undefined)?.attempts ?? 1))
-      add('kafkit-dlq-dead-lettered-at', at)
-      add('kafkit-dlq-producer', this.config.clientId)
+      add(DeadLetterHeader.version, String(DEAD_LETTER_FORMAT_VERSION))
+      add(DeadLetterHeader.originTopic, record.topic)
+      add(DeadLetterHeader.originPartition, String(record.partition))
+      add(DeadLetterHeader.errorKind, 'transient')
+      add(DeadLetterHeader.errorClass, error.name)
+      add(DeadLetterHeader.errorCode, error.code)
+      add(DeadLetterHeader.errorMessage, error.message.slice(0, 1024))
+      add(DeadLetterHeader.attempts, String((error.details as { attempts?: number } | undefined)?.attempts ?? 1))
+      add(DeadLetterHeader.deadLetteredAt, at)
+      add(DeadLetterHeader.producer, this.config.clientId)
       const out: Bytes = { topic: dlqTopic, value: record.value as Buffer, headers }
       if (record.key !== undefined) out.key = record.key
       return out

@@ -15,6 +15,9 @@
  * so each key has one writer of its train at a time. `decide` says what the origin does with a record
  * and `step` what the owner does next for a key.
  */
+import { PARKED_HEADER_PREFIX, PARKED_TIMESTAMP_HEADER } from '../message/wire-format.ts'
+
+export { PARKED_HEADER_PREFIX, PARKED_TIMESTAMP_HEADER }
 export interface ParkedRecord {
   /** Origin offset. */
   offset: bigint
@@ -41,10 +44,6 @@ export type KeyStep =
   | { kind: 'end'; drop: bigint[] }
   /** Resolutions of earlier heads (duplicates after a crash) to drop. */
   | { kind: 'gc'; drop: bigint[] }
-
-export const PARKED_HEADER_PREFIX = 'kafkit-park-'
-/** The original record's timestamp, on a parked entry. */
-export const PARKED_TIMESTAMP_HEADER = 'kafkit-park-origin-timestamp'
 
 export type ParkedEntryKey = { kind: 't'; keyId: string } | { kind: 'p' | 'r'; keyId: string; offset: bigint }
 

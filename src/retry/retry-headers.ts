@@ -5,42 +5,11 @@
  * headers (minus earlier retry headers and a replay-group mark) in order; `readRetryHeaders` reads them
  * back. Values are UTF-8 text; times ISO 8601 in UTC; offsets decimal. docs/retries.md lists them.
  */
-import { REPLAY_GROUP_HEADER } from '../consumer/consumer.ts'
+import { REPLAY_GROUP_HEADER, RETRY_FORMAT_VERSION, RETRY_HEADER_PREFIX, RetryHeader } from '../message/wire-format.ts'
+
+export { RETRY_FORMAT_VERSION, RETRY_HEADER_PREFIX, RetryHeader }
 import { errorClassOf, errorCodeOf, errorMessageOf, truncate } from '../handling/error-text.ts'
 import type { ConsumedMessage } from '../handling/types.ts'
-
-export const RetryHeader = {
-  /** Format version of these headers (currently 1). */
-  version: 'kafkit-retry-version',
-  /** The delayed attempt this record is for: 1 on the first tier, 2 on the second, ...; 0 for a released parked record. */
-  attempt: 'kafkit-retry-attempt',
-  /** The tier the record is on (1-based); 0 on the release topic. */
-  tier: 'kafkit-retry-tier',
-  /** The tier's delay in milliseconds. */
-  delayMs: 'kafkit-retry-delay-ms',
-  /** When the record may be handled again: the last failure plus the tier's delay. */
-  dueAt: 'kafkit-retry-due-at',
-  originTopic: 'kafkit-retry-origin-topic',
-  originPartition: 'kafkit-retry-origin-partition',
-  originOffset: 'kafkit-retry-origin-offset',
-  /** The original record's timestamp. */
-  originTimestamp: 'kafkit-retry-origin-timestamp',
-  /** The consumer group of the origin topic. */
-  consumerGroup: 'kafkit-retry-consumer-group',
-  /** Handler calls so far, in-place retries included. */
-  handlerAttempts: 'kafkit-retry-handler-attempts',
-  firstFailureAt: 'kafkit-retry-first-failure-at',
-  lastFailureAt: 'kafkit-retry-last-failure-at',
-  /** The last error: its class, its Kafkit or Node code (when it has one) and its message (bounded). */
-  errorClass: 'kafkit-retry-error-class',
-  errorCode: 'kafkit-retry-error-code',
-  errorMessage: 'kafkit-retry-error-message',
-  /** `1` when per-key ordering holds later records of the same key behind this one. */
-  keyOrder: 'kafkit-retry-key-order'
-} as const
-
-export const RETRY_HEADER_PREFIX = 'kafkit-retry-'
-export const RETRY_FORMAT_VERSION = 1
 
 /** What a retry record's headers say. */
 export interface RetryInfo {
