@@ -18,6 +18,7 @@
  */
 import { Admin, ClientProducer } from '../kafka/client.ts'
 import { toClientOptions } from '../kafka/connection.ts'
+import { mentions } from '../kafka/errors.ts'
 import { Consumer, type ConsumerInit } from '../consumer/consumer.ts'
 import { consumerOptions } from '../consumer/options.ts'
 import { ConsumerStateError, ConsumerStoppedError } from '../consumer/errors.ts'
@@ -58,14 +59,6 @@ export interface RetryingConsumerMetrics {
 
 const DAY = 86_400_000
 
-/** Whether an error (or one inside it: the client nests the broker's errors) names `what`. */
-function mentions(error: unknown, what: string, depth = 0): boolean {
-  if (typeof error !== 'object' || error === null || depth > 4) return false
-  const { message, apiId, code, errors, cause } = error as Record<string, unknown>
-  if ([message, apiId, code].some(value => typeof value === 'string' && value.includes(what))) return true
-  const inner: unknown[] = Array.isArray(errors) ? (errors as unknown[]) : []
-  return [...inner, cause].some(child => mentions(child, what, depth + 1))
-}
 /**
  * A batch handler run on one message at a time (retry tiers deliver records one by one). Its message
  * can only be dead-lettered once the handler has ended, through the tier's own failure route, so
