@@ -202,17 +202,25 @@ function oneLine(entry: DeadLetterEntry): string {
   return `${where}  ${i.deadLetteredAt.toISOString()}  ${i.originTopic}[${i.originPartition}]@${i.originOffset}  ${i.errorKind} ${i.errorClass} x${i.attempts}: ${message}`
 }
 
-export function dlqCommand(): Command {
-  const dlq = new Command('dlq').description('inspect dead-letter topics')
-  const brokersOption = () =>
-    new Option(
-      '--brokers <list>',
-      `bootstrap brokers (default: KAFKA_BROKERS, else ${LOCAL_KAFKA}, the local Kafka of \`kafkit kafka start\`)`
-    )
+const brokersOption = () =>
+  new Option(
+    '--brokers <list>',
+    `bootstrap brokers (default: KAFKA_BROKERS, else ${LOCAL_KAFKA}, the local Kafka of \`kafkit kafka start\`)`
+  )
 
-  addFilterOptions(
-    dlq
-      .command('list')
+export function dlqCommand(): Command {
+  return new Command('dlq')
+    .description('inspect dead-letter topics')
+    .addCommand(listCommand())
+    .addCommand(showCommand())
+    .addCommand(replayCommand())
+    .addCommand(purgeCommand())
+}
+
+/** `kafkit dlq list`: records with filters, and counts per error. */
+function listCommand(): Command {
+  return addFilterOptions(
+    new Command('list')
       .description('list dead-letter records with filters and counts per error')
       .argument('<topic>', 'the dead-letter topic')
       .addOption(brokersOption()),
@@ -221,7 +229,7 @@ export function dlqCommand(): Command {
     .option('--json', 'print JSON', false)
     .action(async (topic: string, opts: FilterOpts & { brokers?: string; json: boolean }) => {
       const listing = await listDeadLetters({
-        client: { bootstrapBrokers: brokersFrom(opts.brokers) },
+        brokers: brokersFrom(opts.brokers),
         topic,
         filter: filterFrom(opts),
         onProgress: scanned => {
@@ -240,9 +248,11 @@ export function dlqCommand(): Command {
       for (const c of listing.countsByError)
         process.stdout.write(`  ${String(c.count).padStart(7)}  ${c.kind} ${c.errorClass}\n`)
     })
+}
 
-  dlq
-    .command('show')
+/** `kafkit dlq show`: one record with its metadata and a readable value. */
+function showCommand(): Command {
+  return new Command('show')
     .description('show one dead-letter record with its full metadata and a readable value')
     .argument('<topic>', 'the dead-letter topic')
     .argument('<position>', '<partition>:<offset>', parsePosition)
@@ -255,7 +265,7 @@ export function dlqCommand(): Command {
         opts: { brokers?: string; json: boolean }
       ) => {
         const entry = await showDeadLetter({
-          client: { bootstrapBrokers: brokersFrom(opts.brokers) },
+          brokers: brokersFrom(opts.brokers),
           topic,
           ...position
         })
@@ -280,9 +290,12 @@ export function dlqCommand(): Command {
         process.stdout.write(`value\n${String(json.value)}\n`)
       }
     )
-  addFilterOptions(
-    dlq
-      .command('replay')
+}
+
+/** `kafkit dlq replay`: publish dead letters again, once (the ledger). */
+function replayCommand(): Command {
+  return addFilterOptions(
+    new Command('replay')
       .description(
         'publish dead-letter records again to their origin topic (or --to), once: a ledger skips records replayed before'
       )
@@ -320,7 +333,7 @@ export function dlqCommand(): Command {
         let result: ReplayResult
         try {
           result = await replayDeadLetters({
-            client: { bootstrapBrokers: brokersFrom(opts.brokers) },
+            brokers: brokersFrom(opts.brokers),
             topic,
             filter: filterFrom(opts, false),
             ...(opts.group === undefined ? {} : { group: opts.group }),
@@ -355,9 +368,11 @@ export function dlqCommand(): Command {
         else if (result.unreplayable > 0) process.exitCode = 2
       }
     )
+}
 
-  dlq
-    .command('purge')
+/** `kafkit dlq purge`: delete records before an offset. */
+function purgeCommand(): Command {
+  return new Command('purge')
     .description("delete dead-letter records before an offset (the partition's earliest offset moves up)")
     .argument('<topic>', 'the dead-letter topic')
     .addOption(brokersOption())
@@ -388,7 +403,7 @@ export function dlqCommand(): Command {
         const before = purgeTarget(opts)
         requireConfirmable('purge', opts)
         const result = await purgeDeadLetters({
-          client: { bootstrapBrokers: brokersFrom(opts.brokers) },
+          brokers: brokersFrom(opts.brokers),
           topic,
           before,
           dryRun: opts.dryRun,
@@ -407,7 +422,6 @@ export function dlqCommand(): Command {
         if (!result.confirmed) process.exitCode = 1
       }
     )
-  return dlq
 }
 
 function purgeTarget(opts: {

@@ -2,13 +2,15 @@
  * Connection options shared by every client (producer, consumer, admin): brokers, client id, SASL and
  * TLS, with `KAFKA_BROKERS` and Kafkit's `KAFKA_CLIENT_ID` / `KAFKA_SASL_*` / `KAFKA_TLS*` environment
  * names. Components spread `connectionShape` into their own schema and
- * `connectionEnv` into their env bindings, then map with `toClientOptions`.
+ * `connectionEnv` into their env bindings, then map with `toClientOptions`. Entry points that take
+ * nothing but a connection (topology, dead-letter operations, `kafkit/testing`) take
+ * `ConnectionOptions` and map it with `clientOptionsOf`.
  */
 import { readFileSync } from 'node:fs'
 import type { BaseOptions } from '@platformatic/kafka'
 import { z } from 'zod'
 import { duration } from '../config/duration.ts'
-import type { EnvBinding } from '../config/define-options.ts'
+import { defineOptions, type EnvBinding } from '../config/define-options.ts'
 import { envBoolean, envDuration, envList, envString } from '../config/env-parsers.ts'
 
 const brokerAddress = z
@@ -107,4 +109,37 @@ export function toClientOptions(config: ConnectionConfig): BaseOptions {
     }
   }
   return options
+}
+
+/** The connection options alone: what topology, dead-letter operations and `kafkit/testing` take. */
+export const connectionOptions = defineOptions({
+  component: 'connection',
+  schema: z.strictObject(connectionShape),
+  env: connectionEnv,
+  secrets: connectionSecrets
+})
+
+/** Brokers, client id, timeouts, SASL and TLS; each falls back to its environment variable. */
+export type ConnectionOptions = Partial<z.input<typeof connectionOptions.schema>>
+
+const connectionKeys = Object.keys(connectionShape) as (keyof ConnectionOptions)[]
+
+/** Just the connection keys of a larger options object (an operation's options, say). */
+export function pickConnection(options: ConnectionOptions): ConnectionOptions {
+  const picked: Record<string, unknown> = {}
+  for (const key of connectionKeys) if (options[key] !== undefined) picked[key] = options[key]
+  return picked
+}
+
+/**
+ * Resolves the connection keys of `options` (environment underneath, validated, `ConfigError` when
+ * wrong) into client options; `clientId` names the tool when the user gave none.
+ */
+export function clientOptionsOf(
+  options: ConnectionOptions,
+  clientId: string,
+  env: NodeJS.ProcessEnv = process.env
+): BaseOptions {
+  const fallback = env.KAFKA_CLIENT_ID ? {} : { clientId }
+  return toClientOptions(connectionOptions.resolve({ ...fallback, ...pickConnection(options) }, { env }))
 }

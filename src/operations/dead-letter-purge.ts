@@ -6,10 +6,11 @@
  * away dead letters nobody looked at. `dryRun` stops after the plan.
  */
 import { Admin } from '../kafka/client.ts'
+import { clientOptionsOf, pickConnection, type ConnectionOptions } from '../kafka/connection.ts'
 import { KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
 import { TopicNotFoundError } from '../topology/retry-topics.ts'
 import { readReplayLedger, replayLedgerTopic } from './dead-letter-replay.ts'
-import { readTopicSnapshot, snapshotRanges, type TopicSnapshotOptions } from './topic-snapshot.ts'
+import { readTopicSnapshot, snapshotRanges, type PartitionRange } from './topic-snapshot.ts'
 
 /** Deleting records was refused, or the request names an offset or partition the topic does not have. */
 export class PurgeError extends KafkitError {
@@ -18,7 +19,8 @@ export class PurgeError extends KafkitError {
   }
 }
 
-export interface PurgeOptions extends Pick<TopicSnapshotOptions, 'client' | 'signal'> {
+export interface PurgeOptions extends ConnectionOptions {
+  signal?: AbortSignal | undefined
   /** The dead-letter topic. */
   topic: string
   /**
@@ -69,52 +71,13 @@ export interface PurgeResult extends PurgePlan {
 
 export async function purgeDeadLetters(options: PurgeOptions): Promise<PurgeResult> {
   const { topic } = options
-  const admin = new Admin({ clientId: 'kafkit-dlq-purge', ...options.client })
+  const admin = new Admin(clientOptionsOf(options, 'kafkit-dlq-purge'))
   try {
     if (!(await admin.listTopics({ includeInternals: false })).includes(topic)) {
       throw new TopicNotFoundError(topic, 'check the name of the dead-letter topic (kafkit dlq list)')
     }
-    const ranges = await snapshotRanges({ client: options.client, topic })
-    const known = new Set(ranges.map(r => r.partition))
-    const { before } = options
-    if (typeof before === 'object') {
-      for (const [partition, offset] of before.entries()) {
-        if (!known.has(partition)) {
-          throw new PurgeError(`${topic} has no partition ${partition} (it has ${ranges.length})`, {
-            details: { topic, partition }
-          })
-        }
-        if (offset < 0n) throw new PurgeError(`offset ${offset} for partition ${partition} is negative`)
-      }
-    } else if (typeof before === 'bigint' && before < 0n) {
-      throw new PurgeError(`offset ${before} is negative`)
-    }
-    const partitions: PartitionPurge[] = []
-    for (const range of ranges) {
-      const earliest = range.start
-      let target: bigint
-      if (before === 'end') target = range.end
-      else if (typeof before === 'bigint') target = before < range.end ? before : range.end
-      else {
-        const wanted = before.get(range.partition)
-        if (wanted === undefined) continue
-        if (wanted > range.end) {
-          throw new PurgeError(
-            `partition ${range.partition} of ${topic} ends at offset ${range.end}: cannot delete before ${wanted}; use ${range.partition}:${range.end} to delete all of it`,
-            { details: { topic, partition: range.partition, end: range.end.toString() } }
-          )
-        }
-        target = wanted
-      }
-      if (target <= earliest) continue
-      partitions.push({
-        partition: range.partition,
-        earliest,
-        end: range.end,
-        before: target,
-        offsets: target - earliest
-      })
-    }
+    const ranges = await snapshotRanges({ ...pickConnection(options), topic })
+    const partitions = purgePartitions(topic, ranges, options.before)
     const plan: PurgePlan = {
       topic,
       partitions,
@@ -152,6 +115,50 @@ export async function purgeDeadLetters(options: PurgeOptions): Promise<PurgeResu
   }
 }
 
+/** What to delete in each partition; throws PurgeError for a partition or offset that cannot be. */
+function purgePartitions(topic: string, ranges: PartitionRange[], before: PurgeOptions['before']): PartitionPurge[] {
+  const known = new Set(ranges.map(r => r.partition))
+  if (typeof before === 'object') {
+    for (const [partition, offset] of before.entries()) {
+      if (!known.has(partition)) {
+        throw new PurgeError(`${topic} has no partition ${partition} (it has ${ranges.length})`, {
+          details: { topic, partition }
+        })
+      }
+      if (offset < 0n) throw new PurgeError(`offset ${offset} for partition ${partition} is negative`)
+    }
+  } else if (typeof before === 'bigint' && before < 0n) {
+    throw new PurgeError(`offset ${before} is negative`)
+  }
+  const partitions: PartitionPurge[] = []
+  for (const range of ranges) {
+    const earliest = range.start
+    let target: bigint
+    if (before === 'end') target = range.end
+    else if (typeof before === 'bigint') target = before < range.end ? before : range.end
+    else {
+      const wanted = before.get(range.partition)
+      if (wanted === undefined) continue
+      if (wanted > range.end) {
+        throw new PurgeError(
+          `partition ${range.partition} of ${topic} ends at offset ${range.end}: cannot delete before ${wanted}; use ${range.partition}:${range.end} to delete all of it`,
+          { details: { topic, partition: range.partition, end: range.end.toString() } }
+        )
+      }
+      target = wanted
+    }
+    if (target <= earliest) continue
+    partitions.push({
+      partition: range.partition,
+      earliest,
+      end: range.end,
+      before: target,
+      offsets: target - earliest
+    })
+  }
+  return partitions
+}
+
 async function countNeverReplayed(admin: Admin, options: PurgeOptions, partitions: PartitionPurge[]): Promise<number> {
   if (partitions.length === 0) return 0
   const ledgerTopic = options.ledgerTopic ?? replayLedgerTopic(options.topic)
@@ -160,7 +167,7 @@ async function countNeverReplayed(admin: Admin, options: PurgeOptions, partition
   const dlqTopicId = metadata.topics.get(options.topic)?.id ?? ''
   const ledger = topics.includes(ledgerTopic)
     ? await readReplayLedger({
-        client: options.client,
+        ...pickConnection(options),
         ...(options.signal ? { signal: options.signal } : {}),
         ledgerTopic,
         dlqTopicId
@@ -168,7 +175,7 @@ async function countNeverReplayed(admin: Admin, options: PurgeOptions, partition
     : new Map()
   let never = 0
   for await (const record of readTopicSnapshot({
-    client: options.client,
+    ...pickConnection(options),
     topic: options.topic,
     partitions: partitions.map(p => p.partition),
     from: new Map(partitions.map(p => [p.partition, p.earliest])),

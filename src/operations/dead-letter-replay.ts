@@ -17,10 +17,11 @@ import { KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
 import { REPLAY_HEADER_PREFIX, ReplayHeader } from '../message/wire-format.ts'
 import { internalProducerRetries } from '../producer/delivery-policy.ts'
 import { keyPartition } from '../producer/murmur2.ts'
-import { planTopics, applyTopicPlan } from '../topology/topic-plan.ts'
+import { planTopicsWith, applyTopicPlanWith } from '../topology/topic-plan.ts'
+import { clientOptionsOf, pickConnection, type ConnectionOptions } from '../kafka/connection.ts'
 import { TopicNotFoundError } from '../topology/retry-topics.ts'
 import { listDeadLetters, type DeadLetterEntry, type DeadLetterFilter } from './dead-letter-inspector.ts'
-import { readTopicSnapshot, type TopicSnapshotOptions } from './topic-snapshot.ts'
+import { readTopicSnapshot } from './topic-snapshot.ts'
 
 export { REPLAY_HEADER_PREFIX, ReplayHeader }
 export const REPLAY_LEDGER_VERSION = 1
@@ -82,7 +83,8 @@ export interface ReplayProgress {
   total?: number
 }
 
-export interface ReplayOptions extends Pick<TopicSnapshotOptions, 'client' | 'signal'> {
+export interface ReplayOptions extends ConnectionOptions {
+  signal?: AbortSignal | undefined
   /** The dead-letter topic. */
   topic: string
   filter?: DeadLetterFilter
@@ -146,7 +148,7 @@ function parseLedgerValue(value: Buffer | null | undefined): ReplayLedgerEntry |
 
 /** What the ledger holds for `dlqTopicId`: `<partition>@<offset>` → entry (compaction's view, latest wins). */
 export async function readReplayLedger(
-  options: Pick<TopicSnapshotOptions, 'client' | 'signal'> & { ledgerTopic: string; dlqTopicId: string }
+  options: ConnectionOptions & { signal?: AbortSignal | undefined; ledgerTopic: string; dlqTopicId: string }
 ): Promise<Map<string, ReplayLedgerEntry>> {
   const ledger = new Map<string, ReplayLedgerEntry>()
   for await (const record of readTopicSnapshot({ ...options, topic: options.ledgerTopic })) {
@@ -204,6 +206,11 @@ function summarize(options: ReplayOptions, ledgerTopic: string, scanned: number,
   }
 }
 
+type ReplayProducer = ClientProducer<Buffer, Buffer, Buffer, Buffer>
+type ReplayTransaction = Awaited<ReturnType<ReplayProducer['beginTransaction']>>
+
+const REPLAY_CLIENT_ID = 'kafkit-dlq-replay'
+
 /** Selects, plans and (unless a dry run or declined) replays dead-letter records. See the module doc. */
 export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayResult> {
   const dlqTopic = options.topic
@@ -213,119 +220,33 @@ export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayR
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new ReplayError(`batchSize must be a whole number >= 1, got ${batchSize}`)
   }
-  const clientId = 'kafkit-dlq-replay'
-  const admin = new Admin({ clientId, ...options.client })
-  let producer: ClientProducer<Buffer, Buffer, Buffer, Buffer> | undefined
+  const admin = new Admin(clientOptionsOf(options, REPLAY_CLIENT_ID))
+  let producer: ReplayProducer | undefined
   try {
-    const facts = await describeTopics(admin, [
-      dlqTopic,
-      ledgerTopic,
-      ...(options.to === undefined ? [] : [options.to])
-    ])
+    const facts = await replayTopicFacts(admin, options, ledgerTopic)
     const dlq = facts.get(dlqTopic)
     if (!dlq) throw new TopicNotFoundError(dlqTopic, 'check the name of the dead-letter topic (kafkit dlq list)')
-    if (options.to !== undefined && !facts.has(options.to)) {
-      throw new TopicNotFoundError(options.to, 'the replay target must exist; create it or pick another with --to')
-    }
-    for (const p of options.filter?.partitions ?? []) {
-      if (!Number.isInteger(p) || p < 0 || p >= dlq.partitions) {
-        throw new ReplayError(`${dlqTopic} has no partition ${p} (it has ${dlq.partitions})`)
-      }
-    }
-
-    let tx: Awaited<ReturnType<ClientProducer<Buffer, Buffer, Buffer, Buffer>['beginTransaction']>> | undefined
+    let tx: ReplayTransaction | undefined
     if (!dryRun) {
-      if (!facts.has(ledgerTopic)) {
-        const plan = await planTopics(admin, [
-          {
-            name: ledgerTopic,
-            partitions: 1,
-            replicationFactor: dlq.replicas,
-            configs: { 'cleanup.policy': 'compact' }
-          }
-        ])
-        // The ledger is Kafkit's own bookkeeping: its name is not meant to follow the
-        // `<domain>.<entity>.<event-type>` naming convention. Another replay may create it at the same
-        // moment; that one is as good as ours.
-        await applyTopicPlan(admin, { entries: plan.entries.filter(e => e.action === 'create'), warnings: [] }).catch(
-          async (error: unknown) => {
-            if (!(await admin.listTopics({ includeInternals: false })).includes(ledgerTopic)) throw error
-          }
-        )
-      }
-      producer = new ClientProducer<Buffer, Buffer, Buffer, Buffer>({
-        clientId,
-        ...options.client,
-        ...internalProducerRetries(),
-        idempotent: true,
-        transactionalId: options.transactionalId ?? `kafkit-dlq-replay.${dlqTopic}`,
-        acks: -1,
-        timeout: 60_000
-      })
+      if (!facts.has(ledgerTopic)) await createLedgerTopic(admin, ledgerTopic, dlq.replicas)
+      producer = openReplayProducer(options, dlqTopic)
       // Registering the transactional id fences an earlier replay of this DLQ that still runs (its
       // open transaction is aborted); reading the ledger after that sees everything it committed.
       // Producer id and epoch -1 ask for a fresh registration: the client's default (0, 0) is refused
       // with PRODUCER_FENCED once the id was used before, i.e. on every replay after the first.
       tx = await producer.beginTransaction({ producerId: -1n, producerEpoch: -1 })
     }
-
     const ledger =
       facts.has(ledgerTopic) || !dryRun
         ? await readReplayLedger({
-            client: options.client,
-            ...(options.signal ? { signal: options.signal } : {}),
+            ...pickConnection(options),
+            signal: options.signal,
             ledgerTopic,
             dlqTopicId: dlq.id
           })
         : new Map<string, ReplayLedgerEntry>()
-
-    const filter: DeadLetterFilter = {
-      ...options.filter,
-      ...(options.group === undefined ? {} : { consumerGroup: options.group })
-    }
-    const listing = await listDeadLetters({
-      client: options.client,
-      topic: dlqTopic,
-      filter,
-      ...(options.signal ? { signal: options.signal } : {}),
-      onProgress: done => options.onProgress?.({ phase: 'reading', done })
-    })
-
-    // Targets named by the records themselves (their origin topics) are looked up once.
-    const origins = [...new Set(listing.entries.flatMap(e => (e.info ? [e.info.originTopic] : [])))]
-    const targetFacts =
-      options.to === undefined ? await describeTopics(admin, origins) : new Map([[options.to, facts.get(options.to)]])
-    const rotation = new Map<string, number>()
-    const items = listing.entries.map((entry): ReplayItem => {
-      const target = options.to ?? entry.info?.originTopic
-      if (target === undefined) {
-        return {
-          entry,
-          status: 'unreplayable',
-          reason: `not a Kafkit dead-letter record (${entry.foreignReason ?? 'no headers'}), so its origin is unknown: replay it with a target topic (--to)`
-        }
-      }
-      const targetInfo = targetFacts.get(target)
-      if (!targetInfo) {
-        return { entry, status: 'unreplayable', target, reason: `target topic ${target} does not exist` }
-      }
-      let targetPartition: number
-      if (entry.info && target === entry.info.originTopic && entry.info.originPartition < targetInfo.partitions) {
-        targetPartition = entry.info.originPartition
-      } else if (entry.key !== null) {
-        targetPartition = keyPartition(entry.key, targetInfo.partitions)
-      } else {
-        const next = rotation.get(target) ?? 0
-        rotation.set(target, next + 1)
-        targetPartition = next % targetInfo.partitions
-      }
-      const previous = ledger.get(`${entry.partition}@${entry.offset}`)
-      if (previous && !options.force) {
-        return { entry, status: 'already-replayed', target, targetPartition, previous }
-      }
-      return { entry, status: 'replay', target, targetPartition, ...(previous ? { previous } : {}) }
-    })
-    const summary = summarize(options, ledgerTopic, listing.scanned, items)
+    const { items, scanned } = await planReplay(admin, options, facts, ledger)
+    const summary = summarize(options, ledgerTopic, scanned, items)
     const result = (replayed: number, confirmed: boolean): ReplayResult => ({
       ...summary,
       items,
@@ -333,48 +254,170 @@ export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayR
       dryRun,
       confirmed
     })
-
     const toReplay = items.filter(i => i.status === 'replay')
     if (dryRun || !producer || !tx) return result(0, true)
-    if (toReplay.length === 0) {
+    if (toReplay.length === 0 || (options.confirm && !(await options.confirm(summary)))) {
       await tx.cancel()
-      return result(0, true)
+      return result(0, toReplay.length === 0)
     }
-    if (options.confirm && !(await options.confirm(summary))) {
-      await tx.cancel()
-      return result(0, false)
-    }
-
-    let replayed = 0
-    options.onProgress?.({ phase: 'replaying', done: 0, total: toReplay.length })
-    for (let start = 0; start < toReplay.length; start += batchSize) {
-      options.signal?.throwIfAborted()
-      const batch = toReplay.slice(start, start + batchSize)
-      tx ??= await producer.beginTransaction()
-      const now = new Date().toISOString()
-      const messages: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[] = []
-      for (const item of batch) messages.push(replayMessage(item, dlqTopic, options.group))
-      for (const item of batch) messages.push(ledgerMessage(item, dlqTopic, dlq.id, ledgerTopic, options.group, now))
-      try {
-        await tx.send({ messages })
-        await tx.commit()
-      } catch (error) {
-        const current = tx
-        await current.abort().catch(() => current.cancel().catch(() => undefined))
-        throw new ReplayError(
-          `replaying ${dlqTopic} stopped after ${replayed} of ${toReplay.length} record(s): a batch of ${batch.length} was not committed (${describe(error)}); its records were not published. Run the replay again: the ledger skips what was replayed`,
-          { cause: error, details: { dlqTopic, replayed, total: toReplay.length } }
-        )
-      }
-      tx = undefined
-      replayed += batch.length
-      options.onProgress?.({ phase: 'replaying', done: replayed, total: toReplay.length })
-    }
-    return result(replayed, true)
+    const target = { producer, tx, dlqTopicId: dlq.id, ledgerTopic, batchSize }
+    return result(await publishReplay(options, toReplay, target), true)
   } finally {
     await producer?.close().catch(() => undefined)
     await admin.close()
   }
+}
+
+/** The DLQ, ledger and target topics that exist; a missing partition or target is an error here. */
+async function replayTopicFacts(
+  admin: Admin,
+  options: ReplayOptions,
+  ledgerTopic: string
+): Promise<Map<string, TopicFacts>> {
+  const dlqTopic = options.topic
+  const facts = await describeTopics(admin, [dlqTopic, ledgerTopic, ...(options.to === undefined ? [] : [options.to])])
+  const dlq = facts.get(dlqTopic)
+  if (!dlq) return facts
+  if (options.to !== undefined && !facts.has(options.to)) {
+    throw new TopicNotFoundError(options.to, 'the replay target must exist; create it or pick another with --to')
+  }
+  for (const p of options.filter?.partitions ?? []) {
+    if (!Number.isInteger(p) || p < 0 || p >= dlq.partitions) {
+      throw new ReplayError(`${dlqTopic} has no partition ${p} (it has ${dlq.partitions})`)
+    }
+  }
+  return facts
+}
+
+async function createLedgerTopic(admin: Admin, ledgerTopic: string, replicas: number): Promise<void> {
+  const spec = {
+    name: ledgerTopic,
+    partitions: 1,
+    replicationFactor: replicas,
+    configs: { 'cleanup.policy': 'compact' }
+  }
+  const plan = await planTopicsWith(admin, [spec])
+  // The ledger is Kafkit's own bookkeeping: its name is not meant to follow the
+  // `<domain>.<entity>.<event-type>` naming convention. Another replay may create it at the same
+  // moment; that one is as good as ours.
+  await applyTopicPlanWith(admin, { entries: plan.entries.filter(e => e.action === 'create'), warnings: [] }).catch(
+    async (error: unknown) => {
+      if (!(await admin.listTopics({ includeInternals: false })).includes(ledgerTopic)) throw error
+    }
+  )
+}
+
+function openReplayProducer(options: ReplayOptions, dlqTopic: string): ReplayProducer {
+  return new ClientProducer<Buffer, Buffer, Buffer, Buffer>({
+    ...clientOptionsOf(options, REPLAY_CLIENT_ID),
+    ...internalProducerRetries(),
+    idempotent: true,
+    transactionalId: options.transactionalId ?? `kafkit-dlq-replay.${dlqTopic}`,
+    acks: -1,
+    timeout: 60_000
+  })
+}
+
+/** Reads the selected dead letters and decides, for each, whether and where it is replayed. */
+async function planReplay(
+  admin: Admin,
+  options: ReplayOptions,
+  facts: Map<string, TopicFacts>,
+  ledger: Map<string, ReplayLedgerEntry>
+): Promise<{ items: ReplayItem[]; scanned: number }> {
+  const filter: DeadLetterFilter = {
+    ...options.filter,
+    ...(options.group === undefined ? {} : { consumerGroup: options.group })
+  }
+  const listing = await listDeadLetters({
+    ...pickConnection(options),
+    topic: options.topic,
+    filter,
+    ...(options.signal ? { signal: options.signal } : {}),
+    onProgress: done => options.onProgress?.({ phase: 'reading', done })
+  })
+  // Targets named by the records themselves (their origin topics) are looked up once.
+  const origins = [...new Set(listing.entries.flatMap(e => (e.info ? [e.info.originTopic] : [])))]
+  const targetFacts =
+    options.to === undefined ? await describeTopics(admin, origins) : new Map([[options.to, facts.get(options.to)]])
+  const rotation = new Map<string, number>()
+  const items = listing.entries.map(entry => planItem(entry, options, targetFacts, ledger, rotation))
+  return { items, scanned: listing.scanned }
+}
+
+function planItem(
+  entry: DeadLetterEntry,
+  options: ReplayOptions,
+  targetFacts: Map<string, TopicFacts | undefined>,
+  ledger: Map<string, ReplayLedgerEntry>,
+  rotation: Map<string, number>
+): ReplayItem {
+  const target = options.to ?? entry.info?.originTopic
+  if (target === undefined) {
+    return {
+      entry,
+      status: 'unreplayable',
+      reason: `not a Kafkit dead-letter record (${entry.foreignReason ?? 'no headers'}), so its origin is unknown: replay it with a target topic (--to)`
+    }
+  }
+  const targetInfo = targetFacts.get(target)
+  if (!targetInfo) return { entry, status: 'unreplayable', target, reason: `target topic ${target} does not exist` }
+  let targetPartition: number
+  if (entry.info && target === entry.info.originTopic && entry.info.originPartition < targetInfo.partitions) {
+    targetPartition = entry.info.originPartition
+  } else if (entry.key !== null) {
+    targetPartition = keyPartition(entry.key, targetInfo.partitions)
+  } else {
+    const next = rotation.get(target) ?? 0
+    rotation.set(target, next + 1)
+    targetPartition = next % targetInfo.partitions
+  }
+  const previous = ledger.get(`${entry.partition}@${entry.offset}`)
+  if (previous && !options.force) return { entry, status: 'already-replayed', target, targetPartition, previous }
+  return { entry, status: 'replay', target, targetPartition, ...(previous ? { previous } : {}) }
+}
+
+/** Publishes the records in transactions of `batchSize`, each with its ledger entries; the count published. */
+async function publishReplay(
+  options: ReplayOptions,
+  toReplay: ReplayItem[],
+  target: {
+    producer: ReplayProducer
+    tx: ReplayTransaction
+    dlqTopicId: string
+    ledgerTopic: string
+    batchSize: number
+  }
+): Promise<number> {
+  const dlqTopic = options.topic
+  const { producer, dlqTopicId, ledgerTopic, batchSize } = target
+  let tx: ReplayTransaction | undefined = target.tx
+  let replayed = 0
+  options.onProgress?.({ phase: 'replaying', done: 0, total: toReplay.length })
+  for (let start = 0; start < toReplay.length; start += batchSize) {
+    options.signal?.throwIfAborted()
+    const batch = toReplay.slice(start, start + batchSize)
+    tx ??= await producer.beginTransaction()
+    const now = new Date().toISOString()
+    const messages: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[] = []
+    for (const item of batch) messages.push(replayMessage(item, dlqTopic, options.group))
+    for (const item of batch) messages.push(ledgerMessage(item, dlqTopic, dlqTopicId, ledgerTopic, options.group, now))
+    try {
+      await tx.send({ messages })
+      await tx.commit()
+    } catch (error) {
+      const current = tx
+      await current.abort().catch(() => current.cancel().catch(() => undefined))
+      throw new ReplayError(
+        `replaying ${dlqTopic} stopped after ${replayed} of ${toReplay.length} record(s): a batch of ${batch.length} was not committed (${describe(error)}); its records were not published. Run the replay again: the ledger skips what was replayed`,
+        { cause: error, details: { dlqTopic, replayed, total: toReplay.length } }
+      )
+    }
+    tx = undefined
+    replayed += batch.length
+    options.onProgress?.({ phase: 'replaying', done: replayed, total: toReplay.length })
+  }
+  return replayed
 }
 
 /** The error's message with the innermost one the client nested in it, and a hint when fenced. */

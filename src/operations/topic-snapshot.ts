@@ -7,20 +7,13 @@
  * deletes that group afterwards.
  */
 import { randomBytes } from 'node:crypto'
-import {
-  Admin,
-  ClientConsumer,
-  FetchIsolationLevels,
-  MessagesStreamModes,
-  type BaseOptions,
-  type Message
-} from '../kafka/client.ts'
+import { Admin, ClientConsumer, FetchIsolationLevels, MessagesStreamModes, type Message } from '../kafka/client.ts'
+import { clientOptionsOf, type ConnectionOptions } from '../kafka/connection.ts'
 
 export type RawRecord = Message<Buffer, Buffer, Buffer, Buffer>
 
-export interface TopicSnapshotOptions {
-  /** Client options (brokers, SASL, TLS) as for any Kafka client of Kafkit's. */
-  client: Omit<BaseOptions, 'clientId'> & { clientId?: string }
+/** The topic to read and where; the connection options (brokers, SASL, TLS) as for every Kafkit client. */
+export interface TopicSnapshotOptions extends ConnectionOptions {
   topic: string
   /** First offset to read per partition (one offset: in every partition); others start at their earliest. */
   from?: ReadonlyMap<number, bigint> | bigint
@@ -28,7 +21,7 @@ export interface TopicSnapshotOptions {
   partitions?: readonly number[]
   /** Offset (exclusive) to stop at per partition (one offset: in every partition), when before its end. */
   until?: ReadonlyMap<number, bigint> | bigint
-  signal?: AbortSignal
+  signal?: AbortSignal | undefined
 }
 
 export interface PartitionRange {
@@ -40,7 +33,7 @@ export interface PartitionRange {
 
 /** The offsets a snapshot would cover, without reading records. */
 export async function snapshotRanges(options: TopicSnapshotOptions): Promise<PartitionRange[]> {
-  const admin = new Admin({ clientId: 'kafkit-snapshot', ...options.client })
+  const admin = new Admin(clientOptionsOf(options, 'kafkit-snapshot'))
   try {
     const metadata = await admin.metadata({ topics: [options.topic] })
     const count = metadata.topics.get(options.topic)?.partitionsCount ?? 0
@@ -80,8 +73,7 @@ export async function* readTopicSnapshot(options: TopicSnapshotOptions): AsyncGe
   signal?.throwIfAborted()
   const groupId = `kafkit-snapshot-${randomBytes(6).toString('hex')}`
   const consumer = new ClientConsumer({
-    clientId: 'kafkit-snapshot',
-    ...options.client,
+    ...clientOptionsOf(options, 'kafkit-snapshot'),
     groupId,
     maxWaitTime: 100,
     isolationLevel: FetchIsolationLevels.READ_COMMITTED
@@ -97,72 +89,84 @@ export async function* readTopicSnapshot(options: TopicSnapshotOptions): AsyncGe
       offsets: ranges.map(r => ({ topic, partition: r.partition, offset: r.start })),
       autocommit: false
     })
-    // The last offsets of a partition may hold no record to yield: a transaction's commit or abort
-    // marker, or records of an aborted transaction. So a partition also ends once the stream's fetch
-    // position passed the end and nothing it fetched is left unread; each fetch wakes the loop to check.
-    const iterator = (stream as AsyncIterable<RawRecord>)[Symbol.asyncIterator]()
-    let pending: Promise<void> | undefined
-    let ready: IteratorResult<RawRecord> | undefined
-    let failure: { error: unknown } | undefined
-    let wake: (() => void) | undefined
-    const nudge = () => {
-      const resolve = wake
-      wake = undefined
-      resolve?.()
-    }
-    const fetchedThrough = (range: PartitionRange) =>
-      (stream.offsetsToFetch.get(`${topic}:${range.partition}`) ?? -1n) >= range.end
-    stream.on('fetch', nudge)
-    signal?.addEventListener('abort', nudge)
-    try {
-      for (;;) {
-        signal?.throwIfAborted()
-        if (failure) throw failure.error
-        if (ready === undefined && pending === undefined) {
-          pending = iterator.next().then(
-            result => {
-              ready = result
-              pending = undefined
-              nudge()
-            },
-            (error: unknown) => {
-              failure = { error }
-              nudge()
-            }
-          )
-        }
-        if (ready !== undefined) {
-          const result: IteratorResult<RawRecord> = ready
-          ready = undefined
-          if (result.done) break
-          const record = result.value
-          const range = remaining.get(record.partition)
-          if (!range || record.offset >= range.end) continue
-          yield record
-          if (record.offset >= range.end - 1n) remaining.delete(record.partition)
-          if (remaining.size === 0) break
-          continue
-        }
-        if (stream.readableLength === 0 && [...remaining.values()].every(fetchedThrough)) {
-          // The iterator may have taken the last record off the buffer without having resolved yet:
-          // let it settle (microtasks and the stream's nextTick work run before setImmediate).
-          await new Promise(resolve => setImmediate(resolve))
-          if (ready === undefined && failure === undefined && stream.readableLength === 0) break
-          continue
-        }
-        await new Promise<void>(resolve => {
-          wake = resolve
-        })
-      }
-    } finally {
-      stream.off('fetch', nudge)
-      signal?.removeEventListener('abort', nudge)
-      await stream.close()
-    }
+    yield* readStream(stream, topic, remaining, signal)
   } finally {
     await consumer.close(true)
-    const admin = new Admin({ clientId: 'kafkit-snapshot', ...options.client })
+    const admin = new Admin(clientOptionsOf(options, 'kafkit-snapshot'))
     await admin.deleteGroups({ groups: [groupId] }).catch(() => undefined)
     await admin.close()
+  }
+}
+
+type SnapshotStream = Awaited<ReturnType<ClientConsumer<Buffer, Buffer, Buffer, Buffer>['consume']>>
+
+/** Yields the stream's records inside `remaining` until every partition in it was read to its end. */
+async function* readStream(
+  stream: SnapshotStream,
+  topic: string,
+  remaining: Map<number, PartitionRange>,
+  signal: AbortSignal | undefined
+): AsyncGenerator<RawRecord> {
+  // The last offsets of a partition may hold no record to yield: a transaction's commit or abort
+  // marker, or records of an aborted transaction. So a partition also ends once the stream's fetch
+  // position passed the end and nothing it fetched is left unread; each fetch wakes the loop to check.
+  const iterator = (stream as AsyncIterable<RawRecord>)[Symbol.asyncIterator]()
+  let pending: Promise<void> | undefined
+  let ready: IteratorResult<RawRecord> | undefined
+  let failure: { error: unknown } | undefined
+  let wake: (() => void) | undefined
+  const nudge = () => {
+    const resolve = wake
+    wake = undefined
+    resolve?.()
+  }
+  const fetchedThrough = (range: PartitionRange) =>
+    (stream.offsetsToFetch.get(`${topic}:${range.partition}`) ?? -1n) >= range.end
+  stream.on('fetch', nudge)
+  signal?.addEventListener('abort', nudge)
+  try {
+    for (;;) {
+      signal?.throwIfAborted()
+      if (failure) throw failure.error
+      if (ready === undefined && pending === undefined) {
+        pending = iterator.next().then(
+          result => {
+            ready = result
+            pending = undefined
+            nudge()
+          },
+          (error: unknown) => {
+            failure = { error }
+            nudge()
+          }
+        )
+      }
+      if (ready !== undefined) {
+        const result: IteratorResult<RawRecord> = ready
+        ready = undefined
+        if (result.done) break
+        const record = result.value
+        const range = remaining.get(record.partition)
+        if (!range || record.offset >= range.end) continue
+        yield record
+        if (record.offset >= range.end - 1n) remaining.delete(record.partition)
+        if (remaining.size === 0) break
+        continue
+      }
+      if (stream.readableLength === 0 && [...remaining.values()].every(fetchedThrough)) {
+        // The iterator may have taken the last record off the buffer without having resolved yet:
+        // let it settle (microtasks and the stream's nextTick work run before setImmediate).
+        await new Promise(resolve => setImmediate(resolve))
+        if (ready === undefined && failure === undefined && stream.readableLength === 0) break
+        continue
+      }
+      await new Promise<void>(resolve => {
+        wake = resolve
+      })
+    }
+  } finally {
+    stream.off('fetch', nudge)
+    signal?.removeEventListener('abort', nudge)
+    await stream.close()
   }
 }

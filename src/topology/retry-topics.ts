@@ -14,11 +14,12 @@
  * is a KAFKIT_RETRY_TOPIC_MISFIT error naming the topic, what is wrong and what to do, raised before
  * anything is created. Names off the `<domain>.<entity>.<event-type>` convention are warnings only.
  */
-import { Admin, ConfigResourceTypes, type BaseOptions } from '../kafka/client.ts'
+import { ConfigResourceTypes, type Admin } from '../kafka/client.ts'
+import { withAdmin, type AdminSource } from '../kafka/admin.ts'
 import { formatDuration, parseDuration } from '../config/duration.ts'
 import { ConfigError, KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
 import { checkTopicName } from './topic-naming.ts'
-import { applyTopicPlan, planTopics, type TopicPlan, type TopicSpec } from './topic-plan.ts'
+import { applyTopicPlanWith, planTopicsWith, type TopicPlan, type TopicSpec } from './topic-plan.ts'
 
 /** A tier's delay: milliseconds, or a duration text such as `250ms`, `30s`, `5m`, `1h`. */
 export type RetryDelay = number | string
@@ -197,22 +198,6 @@ const DEFAULT_HEADER_ROOM = 65_536
 /** The broker's default message.max.bytes, for a topic whose config cannot be read. */
 const KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 
-type AdminSource = Admin | string[] | (Omit<BaseOptions, 'clientId'> & { clientId?: string })
-
-async function withAdmin<T>(source: AdminSource, fn: (admin: Admin) => Promise<T>): Promise<T> {
-  if (source instanceof Admin) return fn(source)
-  const admin = new Admin(
-    Array.isArray(source)
-      ? { clientId: 'kafkit-retry-topics', bootstrapBrokers: source }
-      : { clientId: 'kafkit-retry-topics', ...source }
-  )
-  try {
-    return await fn(admin)
-  } finally {
-    await admin.close()
-  }
-}
-
 function numeric(value: string | null | undefined): number | undefined {
   if (value === null || value === undefined || value === '') return undefined
   const n = Number(value)
@@ -231,11 +216,26 @@ export async function planRetryTopics(
   options: RetryTopicOptions = {}
 ): Promise<RetryTopicPlan> {
   const names = retryTopicNames(origin, { ...options, tiers })
-  return withAdmin(source, admin => plan(admin, names, options))
+  return withAdmin(source, 'kafkit-retry-topics', admin => plan(admin, names, options))
 }
 
-async function plan(admin: Admin, names: RetryTopicNames, options: RetryTopicOptions): Promise<RetryTopicPlan> {
-  const origin = names.origin
+/** What `plan` knows of the origin and the cluster when it checks the retry and DLQ topics. */
+interface PlanFacts {
+  origin: string
+  existing: ReadonlySet<string>
+  metadata: Awaited<ReturnType<Admin['metadata']>>
+  configOf: (topic: string) => Map<string, string | null | undefined>
+  originPartitions: number
+  originReplicas: number
+  originMaxBytes: number
+  replicationFactor: number
+  room: number
+  retention: number
+  dlqRetention: number
+}
+
+/** retention.ms of the retry topics and of the DLQ; throws when the retry topics' would not outlast a delay. */
+function retentionsOf(names: RetryTopicNames, options: RetryTopicOptions): { retention: number; dlqRetention: number } {
   const longest = Math.max(0, ...names.tiers.map(t => t.delayMs))
   const retention = options.retentionMs ?? Math.max(7 * DAY, 4 * longest)
   const dlqRetention = options.dlqRetentionMs ?? Math.max(30 * DAY, 4 * longest)
@@ -246,11 +246,19 @@ async function plan(admin: Admin, names: RetryTopicNames, options: RetryTopicOpt
       )
     }
   }
+  return { retention, dlqRetention }
+}
+
+/** The topics that exist, and the metadata and configs of the origin and of its retry and DLQ topics that exist. */
+async function readCluster(
+  admin: Admin,
+  origin: string,
+  derived: readonly string[]
+): Promise<Pick<PlanFacts, 'existing' | 'metadata' | 'configOf'>> {
   const existing = new Set(await admin.listTopics({ includeInternals: false }))
   if (!existing.has(origin)) {
     throw new TopicNotFoundError(origin, 'create the origin topic first; its retry and DLQ topics are shaped after it')
   }
-  const derived = [...names.tiers.map(t => t.topic), names.dlq]
   const present = [origin, ...derived.filter(t => existing.has(t))]
   const metadata = await admin.metadata({ topics: present, forceUpdate: true })
   const described = await admin.describeConfigs({
@@ -258,84 +266,103 @@ async function plan(admin: Admin, names: RetryTopicNames, options: RetryTopicOpt
   })
   const configOf = (topic: string) =>
     new Map(described.find(d => d.resourceName === topic)?.configs.map(c => [c.name, c.value] as const) ?? [])
+  return { existing, metadata, configOf }
+}
 
-  const originInfo = metadata.topics.get(origin)
-  const originPartitions = originInfo?.partitionsCount ?? 0
+/** The spec a missing retry or DLQ topic is created with: shaped after its origin. */
+function specFor(facts: PlanFacts, topic: string, retentionMs: number): TopicSpec {
+  return {
+    name: topic,
+    partitions: facts.originPartitions,
+    replicationFactor: facts.replicationFactor,
+    configs: {
+      'cleanup.policy': 'delete',
+      'retention.ms': String(retentionMs),
+      'max.message.bytes': String(facts.originMaxBytes + facts.room)
+    }
+  }
+}
+
+/** Whether an existing retry or DLQ topic fits its origin: its problems (each with the way out) and advice. */
+function checkExisting(
+  facts: PlanFacts,
+  topic: string,
+  role: RetryTopicRole,
+  tier: RetryTier | undefined
+): Omit<RetryTopicStatus, 'role' | 'spec' | 'topic'> {
+  const { origin, originPartitions, originReplicas, originMaxBytes, room } = facts
+  const problems: string[] = []
+  const advice: string[] = []
+  const info = facts.metadata.topics.get(topic)
+  const config = facts.configOf(topic)
+  const partitions = info?.partitionsCount ?? 0
+  const what = tier ? `retry topic ${topic} (tier ${tier.tier}, delay ${formatDelay(tier.delayMs)})` : `DLQ ${topic}`
+  if (role === 'retry' && partitions < originPartitions) {
+    problems.push(
+      `${what} has ${partitions} partition(s), fewer than its origin ${origin}'s ${originPartitions}: grow it with kafka-topics.sh --alter --topic ${topic} --partitions ${originPartitions}`
+    )
+  }
+  const policy = config.get('cleanup.policy') ?? 'delete'
+  if (policy.split(',').some(p => p.trim() === 'compact')) {
+    problems.push(
+      `${what} has cleanup.policy=${policy}: compaction keeps only the last record per key and would drop ${role === 'retry' ? 'retries' : 'dead letters'}; set cleanup.policy=delete (kafka-configs.sh --alter --entity-type topics --entity-name ${topic} --add-config cleanup.policy=delete)`
+    )
+  }
+  const retentionMs = numeric(config.get('retention.ms'))
+  if (retentionMs !== undefined && retentionMs !== -1) {
+    const recommended = role === 'retry' ? facts.retention : facts.dlqRetention
+    if (tier && retentionMs <= tier.delayMs) {
+      problems.push(
+        `${what} keeps records ${describeMs(retentionMs)}, not longer than its delay ${describeMs(tier.delayMs)}: records would be deleted before they come due; raise it with kafka-configs.sh --alter --entity-type topics --entity-name ${topic} --add-config retention.ms=${recommended}`
+      )
+    } else if (retentionMs < recommended) {
+      advice.push(
+        `${what} keeps records ${describeMs(retentionMs)}; ${describeMs(recommended)} is recommended so ${role === 'retry' ? 'a stopped worker does not lose retries' : 'dead letters stay until someone looks at them'}`
+      )
+    }
+  }
+  const maxBytes = numeric(config.get('max.message.bytes'))
+  if (maxBytes !== undefined && maxBytes < originMaxBytes) {
+    problems.push(
+      `${what} accepts records up to ${maxBytes} bytes, less than its origin's ${originMaxBytes}: a large record could not be ${role === 'retry' ? 'retried' : 'dead-lettered'}; raise max.message.bytes to ${originMaxBytes + room}`
+    )
+  }
+  const replicas = info?.partitions[0]?.replicas.length ?? 0
+  if (replicas < originReplicas) {
+    advice.push(
+      `${what} has replication factor ${replicas}, lower than its origin's ${originReplicas}: a broker loss could lose records the origin would keep`
+    )
+  }
+  return { action: problems.length > 0 ? 'misfit' : 'fits', problems, warnings: advice }
+}
+
+async function plan(admin: Admin, names: RetryTopicNames, options: RetryTopicOptions): Promise<RetryTopicPlan> {
+  const origin = names.origin
+  const { retention, dlqRetention } = retentionsOf(names, options)
+  const derived = [...names.tiers.map(t => t.topic), names.dlq]
+  const cluster = await readCluster(admin, origin, derived)
+  const originInfo = cluster.metadata.topics.get(origin)
   const originReplicas = originInfo?.partitions[0]?.replicas.length ?? 1
-  const originMaxBytes = numeric(configOf(origin).get('max.message.bytes')) ?? KAFKA_DEFAULT_MAX_MESSAGE_BYTES
-  const replicationFactor = options.replicationFactor ?? originReplicas
-  const room = options.headerRoomBytes ?? DEFAULT_HEADER_ROOM
+  const facts: PlanFacts = {
+    ...cluster,
+    origin,
+    originPartitions: originInfo?.partitionsCount ?? 0,
+    originReplicas,
+    originMaxBytes: numeric(cluster.configOf(origin).get('max.message.bytes')) ?? KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+    replicationFactor: options.replicationFactor ?? originReplicas,
+    room: options.headerRoomBytes ?? DEFAULT_HEADER_ROOM,
+    retention,
+    dlqRetention
+  }
   const warnings: string[] = []
   for (const topic of [origin, ...derived]) {
     const check = checkTopicName(topic)
     if (!check.conventional) warnings.push(...check.problems)
   }
 
-  const specFor = (topic: string, retentionMs: number): TopicSpec => ({
-    name: topic,
-    partitions: originPartitions,
-    replicationFactor,
-    configs: {
-      'cleanup.policy': 'delete',
-      'retention.ms': String(retentionMs),
-      'max.message.bytes': String(originMaxBytes + room)
-    }
-  })
-
-  const check = (
-    topic: string,
-    role: RetryTopicRole,
-    spec: TopicSpec,
-    tier: RetryTier | undefined
-  ): Omit<RetryTopicStatus, 'role' | 'spec' | 'topic'> => {
-    const problems: string[] = []
-    const advice: string[] = []
-    const info = metadata.topics.get(topic)
-    const config = configOf(topic)
-    const partitions = info?.partitionsCount ?? 0
-    const what = tier ? `retry topic ${topic} (tier ${tier.tier}, delay ${formatDelay(tier.delayMs)})` : `DLQ ${topic}`
-    if (role === 'retry' && partitions < originPartitions) {
-      problems.push(
-        `${what} has ${partitions} partition(s), fewer than its origin ${origin}'s ${originPartitions}: grow it with kafka-topics.sh --alter --topic ${topic} --partitions ${originPartitions}`
-      )
-    }
-    const policy = config.get('cleanup.policy') ?? 'delete'
-    if (policy.split(',').some(p => p.trim() === 'compact')) {
-      problems.push(
-        `${what} has cleanup.policy=${policy}: compaction keeps only the last record per key and would drop ${role === 'retry' ? 'retries' : 'dead letters'}; set cleanup.policy=delete (kafka-configs.sh --alter --entity-type topics --entity-name ${topic} --add-config cleanup.policy=delete)`
-      )
-    }
-    const retentionMs = numeric(config.get('retention.ms'))
-    if (retentionMs !== undefined && retentionMs !== -1) {
-      const recommended = role === 'retry' ? retention : dlqRetention
-      if (tier && retentionMs <= tier.delayMs) {
-        problems.push(
-          `${what} keeps records ${describeMs(retentionMs)}, not longer than its delay ${describeMs(tier.delayMs)}: records would be deleted before they come due; raise it with kafka-configs.sh --alter --entity-type topics --entity-name ${topic} --add-config retention.ms=${recommended}`
-        )
-      } else if (retentionMs < recommended) {
-        advice.push(
-          `${what} keeps records ${describeMs(retentionMs)}; ${describeMs(recommended)} is recommended so ${role === 'retry' ? 'a stopped worker does not lose retries' : 'dead letters stay until someone looks at them'}`
-        )
-      }
-    }
-    const maxBytes = numeric(config.get('max.message.bytes'))
-    if (maxBytes !== undefined && maxBytes < originMaxBytes) {
-      problems.push(
-        `${what} accepts records up to ${maxBytes} bytes, less than its origin's ${originMaxBytes}: a large record could not be ${role === 'retry' ? 'retried' : 'dead-lettered'}; raise max.message.bytes to ${originMaxBytes + room}`
-      )
-    }
-    const replicas = info?.partitions[0]?.replicas.length ?? 0
-    if (replicas < originReplicas) {
-      advice.push(
-        `${what} has replication factor ${replicas}, lower than its origin's ${originReplicas}: a broker loss could lose records the origin would keep`
-      )
-    }
-    return { action: problems.length > 0 ? 'misfit' : 'fits', problems, warnings: advice }
-  }
-
   const topics: RetryTopicStatus[] = [
-    ...names.tiers.map(tier => ({ tier, role: 'retry' as const, spec: specFor(tier.topic, retention) })),
-    { tier: undefined, role: 'dlq' as const, spec: specFor(names.dlq, dlqRetention) }
+    ...names.tiers.map(tier => ({ tier, role: 'retry' as const, spec: specFor(facts, tier.topic, retention) })),
+    { tier: undefined, role: 'dlq' as const, spec: specFor(facts, names.dlq, dlqRetention) }
   ].map(({ tier, role, spec }): RetryTopicStatus => {
     const base = {
       topic: spec.name,
@@ -343,17 +370,17 @@ async function plan(admin: Admin, names: RetryTopicNames, options: RetryTopicOpt
       ...(tier ? { tier: tier.tier, delayMs: tier.delayMs } : {}),
       spec
     }
-    if (!existing.has(spec.name)) return { ...base, action: 'create', problems: [], warnings: [] }
-    return { ...base, ...check(spec.name, role, spec, tier) }
+    if (!cluster.existing.has(spec.name)) return { ...base, action: 'create', problems: [], warnings: [] }
+    return { ...base, ...checkExisting(facts, spec.name, role, tier) }
   })
   for (const t of topics) warnings.push(...t.warnings)
   return {
     names,
     origin: {
       topic: origin,
-      partitions: originPartitions,
+      partitions: facts.originPartitions,
       replicationFactor: originReplicas,
-      maxMessageBytes: originMaxBytes
+      maxMessageBytes: facts.originMaxBytes
     },
     topics,
     warnings
@@ -372,7 +399,7 @@ export async function ensureRetryTopics(
   options: RetryTopicOptions = {}
 ): Promise<RetryTopicPlan> {
   const names = retryTopicNames(origin, { ...options, tiers })
-  return withAdmin(source, admin => ensure(admin, names, options, 3))
+  return withAdmin(source, 'kafkit-retry-topics', admin => ensure(admin, names, options, 3))
 }
 
 async function ensure(
@@ -394,10 +421,10 @@ async function ensure(
   const missing = result.topics.filter(t => t.action === 'create').map(t => t.spec)
   if (missing.length === 0) return result
   // planTopics reads the cluster again: a topic someone created meanwhile is checked, not re-created.
-  const topicPlan: TopicPlan = await planTopics(admin, missing)
+  const topicPlan: TopicPlan = await planTopicsWith(admin, missing)
   if (topicPlan.entries.some(e => e.action !== 'create') && attempts > 1) {
     return ensure(admin, names, options, attempts - 1)
   }
-  await applyTopicPlan(admin, { ...topicPlan, entries: topicPlan.entries.filter(e => e.action === 'create') })
+  await applyTopicPlanWith(admin, { ...topicPlan, entries: topicPlan.entries.filter(e => e.action === 'create') })
   return result
 }

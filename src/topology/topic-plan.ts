@@ -6,6 +6,7 @@
  * demo all declare their topics this way.
  */
 import { ConfigResourceTypes, IncrementalAlterConfigOperationTypes, type Admin } from '../kafka/client.ts'
+import { withAdmin, type AdminSource } from '../kafka/admin.ts'
 import { KafkitError } from '../errors/kafkit-error.ts'
 import { checkTopicName } from './topic-naming.ts'
 
@@ -56,7 +57,26 @@ function satisfies(spec: TopicSpec, key: string, actual: string | null): boolean
   return actual !== null && (value === -1 || value >= min)
 }
 
-export async function planTopics(admin: Admin, specs: TopicSpec[]): Promise<TopicPlan> {
+/** Compares `specs` with the cluster; changes nothing. `connection`: brokers, SASL, TLS (or the environment). */
+export async function planTopics(connection: AdminSource, specs: TopicSpec[]): Promise<TopicPlan> {
+  return withAdmin(connection, 'kafkit-topics', admin => planTopicsWith(admin, specs))
+}
+
+/** Applies a plan; refuses (changing nothing) when any entry is a conflict. */
+export async function applyTopicPlan(connection: AdminSource, plan: TopicPlan): Promise<void> {
+  return withAdmin(connection, 'kafkit-topics', admin => applyTopicPlanWith(admin, plan))
+}
+
+/** Plans and applies in one call; returns the plan (its warnings name unconventional topics). */
+export async function ensureTopics(connection: AdminSource, specs: TopicSpec[]): Promise<TopicPlan> {
+  return withAdmin(connection, 'kafkit-topics', async admin => {
+    const plan = await planTopicsWith(admin, specs)
+    await applyTopicPlanWith(admin, plan)
+    return plan
+  })
+}
+
+export async function planTopicsWith(admin: Admin, specs: TopicSpec[]): Promise<TopicPlan> {
   const warnings: string[] = []
   for (const spec of specs) {
     const check = checkTopicName(spec.name)
@@ -117,8 +137,7 @@ export async function planTopics(admin: Admin, specs: TopicSpec[]): Promise<Topi
   return { entries, warnings }
 }
 
-/** Applies a plan; refuses (changing nothing) when any entry is a conflict. */
-export async function applyTopicPlan(admin: Admin, plan: TopicPlan): Promise<void> {
+export async function applyTopicPlanWith(admin: Admin, plan: TopicPlan): Promise<void> {
   const conflicts = plan.entries.filter(e => e.action === 'conflict')
   if (conflicts.length > 0) {
     const problems = conflicts.flatMap(e => e.problems)
@@ -184,11 +203,4 @@ async function waitForTopics(admin: Admin, specs: TopicSpec[], timeoutMs = 30_00
     }
     await new Promise(resolve => setTimeout(resolve, 100))
   }
-}
-
-/** Plans and applies in one call; returns the plan (its warnings name unconventional topics). */
-export async function ensureTopics(admin: Admin, specs: TopicSpec[]): Promise<TopicPlan> {
-  const plan = await planTopics(admin, specs)
-  await applyTopicPlan(admin, plan)
-  return plan
 }

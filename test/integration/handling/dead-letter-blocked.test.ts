@@ -58,7 +58,7 @@ async function acceptLargeRecords(brokers: string[], topic: string): Promise<voi
 
 async function deadLetterCount(brokers: string[], topic: string): Promise<number> {
   let count = 0
-  for await (const _record of readTopicSnapshot({ client: { bootstrapBrokers: brokers }, topic })) count++
+  for await (const _record of readTopicSnapshot({ brokers, topic })) count++
   return count
 }
 

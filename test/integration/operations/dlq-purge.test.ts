@@ -100,7 +100,7 @@ test('purge: dry run, refusal without a terminal, per partition, everywhere, pas
   await producer.close()
   // Replay partition 0's offsets 0..2, so the ledger holds 3 of the records a purge will delete.
   const replayed = await replayDeadLetters({
-    client: { bootstrapBrokers: brokers },
+    brokers,
     topic: dlq.topic,
     filter: { partitions: [0], toOffset: 2n }
   })
@@ -156,7 +156,7 @@ test('purge: dry run, refusal without a terminal, per partition, everywhere, pas
   const neither = await kafkit('dlq', 'purge', dlq.topic, ...common, '--yes')
   assert.match(neither.stdout, /say what to delete: --before .* or --all \[KAFKIT_CONFIG_INVALID\]/)
 
-  const all = await purgeDeadLetters({ client: { bootstrapBrokers: brokers }, topic: dlq.topic, before: 'end' })
+  const all = await purgeDeadLetters({ brokers, topic: dlq.topic, before: 'end' })
   assert.equal(all.purged, true)
   assert.equal(all.offsets, 8n)
   assert.equal(all.neverReplayed, 8)

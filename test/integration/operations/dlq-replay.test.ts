@@ -193,11 +193,11 @@ async function kafkit(...args: string[]): Promise<{ stdout: string; code: number
 
 test('replay round trip: original key, value and headers back on the origin partition, once unless forced', async t => {
   const { brokers, origin, dlq } = await fixture(t)
-  const client = { bootstrapBrokers: brokers }
+  const connection = { brokers }
   // DLQ offsets follow the write order: billing's two, then shipping's two.
   const written = [...originals.filter(o => o.group === 'billing'), ...originals.filter(o => o.group === 'shipping')]
 
-  const first = await replayDeadLetters({ client, topic: dlq })
+  const first = await replayDeadLetters({ ...connection, topic: dlq })
   assert.equal(first.replayed, 4)
   assert.equal(first.alreadyReplayed, 0)
   assert.deepEqual(first.targets, [{ topic: origin, count: 4 }])
@@ -219,12 +219,12 @@ test('replay round trip: original key, value and headers back on the origin part
     )
   }
 
-  const second = await replayDeadLetters({ client, topic: dlq })
+  const second = await replayDeadLetters({ ...connection, topic: dlq })
   assert.equal(second.replayed, 0)
   assert.equal(second.alreadyReplayed, 4)
   assert.equal((await readTopic(brokers, origin, 5, { readCommitted: true, timeoutMs: 3000 })).length, 4)
 
-  const forced = await replayDeadLetters({ client, topic: dlq, force: true })
+  const forced = await replayDeadLetters({ ...connection, topic: dlq, force: true })
   assert.equal(forced.replayed, 4)
   const after = await readTopic(brokers, origin, 8, { readCommitted: true })
   assert.equal(after.length, 8)
@@ -232,7 +232,7 @@ test('replay round trip: original key, value and headers back on the origin part
   const admin = new Admin({ clientId: 'dlq-replay-test', bootstrapBrokers: brokers })
   const dlqTopicId = (await admin.metadata({ topics: [dlq] })).topics.get(dlq)?.id ?? ''
   await admin.close()
-  const ledger = await readReplayLedger({ client, ledgerTopic: replayLedgerTopic(dlq), dlqTopicId })
+  const ledger = await readReplayLedger({ ...connection, ledgerTopic: replayLedgerTopic(dlq), dlqTopicId })
   assert.deepEqual([...ledger.keys()].sort(), ['0@0', '0@1', '0@2', '0@3'])
   assert.deepEqual(
     [...ledger.values()].map(e => e.count),
@@ -413,17 +413,17 @@ test('a replay started while another runs publishes each record once', async t =
   }
   await producer.close()
 
-  const client = { bootstrapBrokers: brokers }
+  const connection = { brokers }
   // The second replay starts while the first is publishing (after its 10th transaction), so the
   // second must see the first's committed records in the ledger and fence its open transaction.
   let second: Promise<Awaited<ReturnType<typeof replayDeadLetters>>> | undefined
   const first = replayDeadLetters({
-    client,
+    ...connection,
     topic: dlq.topic,
     batchSize: 1,
     onProgress: progress => {
       if (progress.phase === 'replaying' && progress.done === 10) {
-        second = replayDeadLetters({ client, topic: dlq.topic, batchSize: 1 })
+        second = replayDeadLetters({ ...connection, topic: dlq.topic, batchSize: 1 })
         // Settled below, once the first is done; until then a rejection must not count as unhandled.
         second.catch(() => undefined)
       }
@@ -451,7 +451,7 @@ test('a replay started while another runs publishes each record once', async t =
   const replayOf = back.map(m => header(m, ReplayHeader.replayOf))
   assert.equal(new Set(replayOf).size, replayOf.length, 'no DLQ record published twice')
   // A fenced replay leaves its records to the next run, which publishes exactly the rest.
-  const again = await replayDeadLetters({ client, topic: dlq.topic })
+  const again = await replayDeadLetters({ ...connection, topic: dlq.topic })
   const total = await readTopic(brokers, origin.topic, count, { readCommitted: true, quietMs: 2000 })
   assert.equal(total.length, count, `${back.length} from the racing replays + ${again.replayed} from the rerun`)
   assert.equal(new Set(total.map(m => header(m, ReplayHeader.replayOf))).size, count)

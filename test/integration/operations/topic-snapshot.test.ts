@@ -24,7 +24,7 @@ test('reads exactly the records present at the start, from a given offset per pa
     messages: Array.from({ length: 300 }, (_, i) => ({ topic, partition: i % 3, key: `k${i}`, value: String(i) }))
   })
 
-  const ranges = await snapshotRanges({ client: { bootstrapBrokers: brokers }, topic })
+  const ranges = await snapshotRanges({ brokers, topic })
   assert.deepEqual(
     ranges.map(r => [r.partition, r.start, r.end]),
     [
@@ -37,7 +37,7 @@ test('reads exactly the records present at the start, from a given offset per pa
   const seen: string[] = []
   let producedDuring = false
   for await (const record of readTopicSnapshot({
-    client: { bootstrapBrokers: brokers },
+    brokers,
     topic,
     from: new Map([[1, 90n]])
   })) {
@@ -57,7 +57,7 @@ test('an empty topic yields nothing and returns at once', async t => {
   const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 2 })
   t.after(drop)
   const records = []
-  for await (const record of readTopicSnapshot({ client: { bootstrapBrokers: brokers }, topic })) records.push(record)
+  for await (const record of readTopicSnapshot({ brokers, topic })) records.push(record)
   assert.equal(records.length, 0)
 })
 
@@ -91,7 +91,7 @@ test('a partition whose last offsets are transaction markers or aborted records 
     [1, 0n, 2n]
   ]
   const deadline = Date.now() + 15_000
-  let ranges = await snapshotRanges({ client: { bootstrapBrokers: brokers }, topic })
+  let ranges = await snapshotRanges({ brokers, topic })
   while (
     !isDeepStrictEqual(
       ranges.map(r => [r.partition, r.start, r.end]),
@@ -100,7 +100,7 @@ test('a partition whose last offsets are transaction markers or aborted records 
     Date.now() < deadline
   ) {
     await sleep(100)
-    ranges = await snapshotRanges({ client: { bootstrapBrokers: brokers }, topic })
+    ranges = await snapshotRanges({ brokers, topic })
   }
   assert.deepEqual(
     ranges.map(r => [r.partition, r.start, r.end]),
@@ -108,7 +108,7 @@ test('a partition whose last offsets are transaction markers or aborted records 
   )
   const seen: string[] = []
   const signal = AbortSignal.timeout(60_000)
-  for await (const record of readTopicSnapshot({ client: { bootstrapBrokers: brokers }, topic, signal })) {
+  for await (const record of readTopicSnapshot({ brokers, topic, signal })) {
     seen.push(record.value.toString())
   }
   assert.deepEqual(seen, ['committed-0', 'committed-1', 'committed-2'], 'committed records only, and the read ends')

@@ -105,7 +105,7 @@ export function firstSuccessOrder(successes: LedgerEvents['successes']): {
 /** Records parked now (live `p|` entries of the parked-keys topic, read as it stands). */
 export async function liveParkedRecords(brokers: string[], parkedTopic: string): Promise<number> {
   const latest = new Map<string, boolean>()
-  for await (const record of readTopicSnapshot({ client: { bootstrapBrokers: brokers }, topic: parkedTopic })) {
+  for await (const record of readTopicSnapshot({ brokers, topic: parkedTopic })) {
     const key = record.key?.toString() ?? ''
     // `<group>|p|<key>|<offset>` entries (see src/retry/parked-keys.ts).
     if (key.split('|')[1] === 'p') latest.set(key, record.value !== undefined && record.value !== null)

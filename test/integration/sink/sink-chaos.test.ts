@@ -181,7 +181,7 @@ async function chaosRun(t: TestContext, options: ChaosOptions): Promise<ChaosRes
   )
   const goodSet = new Set(good)
   const deadLetters: string[] = []
-  for await (const record of readTopicSnapshot({ client: { bootstrapBrokers: brokers }, topic: dlq.topic })) {
+  for await (const record of readTopicSnapshot({ brokers, topic: dlq.topic })) {
     deadLetters.push(record.value?.toString() ?? '')
   }
   const badSet = new Set(badValues)

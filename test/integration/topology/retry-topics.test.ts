@@ -73,7 +73,7 @@ test('creates missing tier and DLQ topics like the origin, then finds them fitti
   assert.deepEqual(planned.warnings, [], 'a conventional origin gives conventional derived names')
   assert.deepEqual(await admin.listTopics().then(list => list.filter(x => x.startsWith(`${origin}.`))), [])
 
-  const created = await ensureRetryTopics(bootstrapServers(), origin, [250, '1.5s'])
+  const created = await ensureRetryTopics({ brokers: bootstrapServers() }, origin, [250, '1.5s'])
   assert.deepEqual(created.origin, { topic: origin, partitions: 3, replicationFactor: 1, maxMessageBytes: 2_097_152 })
   for (const topic of [retry1, retry2, dlq]) {
     assert.equal(await partitionsOf(admin, topic), 3, topic)
