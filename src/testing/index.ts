@@ -18,3 +18,4 @@ export {
 } from './local-kafka.ts'
 export { ensureKafkaDistribution, KAFKA_VERSION, type KafkaDistribution } from './kafka-distribution.ts'
 export { uniqueName, createTestTopic, type TestTopicOptions } from './topics.ts'
+export { LocalKafkaError } from '../errors/kafkit-error.ts'
