@@ -18,7 +18,13 @@ export type { ConnectionOptions } from './kafka/connection.ts'
 export type { Duration } from './config/duration.ts'
 
 // Messages: the builder with the standard headers, event ids, serdes.
-export { message, MessageBuilder, type OutgoingMessage, type MessageHeaders } from './message/builder.ts'
+export {
+  message,
+  MessageBuilder,
+  InvalidMessageError,
+  type OutgoingMessage,
+  type MessageHeaders
+} from './message/builder.ts'
 export { newEventId } from './message/uuid.ts'
 export {
   StandardHeader,

@@ -4,6 +4,7 @@
  * `1h30m`, `1s500ms`, `1d`. `formatDuration` prints the same grammar back (retry topic names use it).
  */
 import { z } from 'zod'
+import { ConfigError } from '../errors/kafkit-error.ts'
 
 const UNITS: [string, number][] = [
   ['d', 86_400_000],
@@ -22,7 +23,7 @@ export type Duration = number | string
 export function parseDuration(text: string): number {
   const compact = text.trim().toLowerCase()
   if (/^\d+(?:\.\d+)?$/.test(compact)) return Math.round(Number(compact))
-  if (!/^(?:\d+(?:\.\d+)?(?:d|h|ms|m|s))+$/.test(compact)) throw new Error(`expected ${GRAMMAR}`)
+  if (!/^(?:\d+(?:\.\d+)?(?:d|h|ms|m|s))+$/.test(compact)) throw new ConfigError(`expected ${GRAMMAR}`)
   let total = 0
   for (const [, amount, unit] of compact.matchAll(/(\d+(?:\.\d+)?)(d|h|ms|m|s)/g)) {
     total += Number(amount) * (UNIT_MS.get(unit ?? 'ms') ?? 1)

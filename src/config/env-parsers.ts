@@ -1,9 +1,10 @@
 /**
  * Parsers for environment values in the forms the `KAFKA_*` variables use: `10ms`, `1s`, `10MB`,
- * `-1`, `true`, `broker1:9092,broker2:9092`. Each throws an Error that says what form was expected.
+ * `-1`, `true`, `broker1:9092,broker2:9092`. Each throws a ConfigError that says what form was expected.
  */
 import type { EnvBinding } from './define-options.ts'
 import { parseDuration } from './duration.ts'
+import { ConfigError } from '../errors/kafkit-error.ts'
 
 const SIZE_UNITS: Record<string, number> = {
   b: 1,
@@ -21,12 +22,12 @@ export const parseDurationMs = parseDuration
 /** `1048576`, `512KB`, `10MB`, `1GiB` → bytes (binary multiples). A bare number is bytes. */
 export function parseBytes(raw: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$/i.exec(raw)
-  if (!match?.[1]) throw new Error('expected a size such as 1048576, 512KB or 10MB')
+  if (!match?.[1]) throw new ConfigError('expected a size such as 1048576, 512KB or 10MB')
   return Math.round(Number(match[1]) * (SIZE_UNITS[(match[2] ?? 'b').toLowerCase()] ?? 1))
 }
 
 export function parseInteger(raw: string): number {
-  if (!/^\s*-?\d+\s*$/.test(raw)) throw new Error('expected a whole number')
+  if (!/^\s*-?\d+\s*$/.test(raw)) throw new ConfigError('expected a whole number')
   return Number(raw)
 }
 
@@ -34,7 +35,7 @@ export function parseBoolean(raw: string): boolean {
   const value = raw.trim().toLowerCase()
   if (['true', '1', 'yes', 'on'].includes(value)) return true
   if (['false', '0', 'no', 'off'].includes(value)) return false
-  throw new Error('expected true or false')
+  throw new ConfigError('expected true or false')
 }
 
 export function parseList(raw: string): string[] {
@@ -58,6 +59,6 @@ export const envStartOffset = (name: string): EnvBinding => ({
     const value = raw.trim().toLowerCase()
     if (value === '-1' || value === 'latest' || value === 'newest') return 'latest'
     if (value === '-2' || value === 'earliest' || value === 'oldest') return 'earliest'
-    throw new Error('expected -1 (latest/newest) or -2 (earliest/oldest)')
+    throw new ConfigError('expected -1 (latest/newest) or -2 (earliest/oldest)')
   }
 })

@@ -11,6 +11,10 @@ export const errorCodes = {
   KAFKIT_LOCAL_KAFKA_DOWNLOAD_FAILED: 'Assembling Apache Kafka from Maven Central failed (network, proxy or disk).',
   KAFKIT_LOCAL_KAFKA_PORT_TAKEN: 'A port the local Kafka needs is already used by another process.',
   KAFKIT_LOCAL_KAFKA_START_FAILED: 'A local Kafka node exited or did not become ready in time; its log file says why.',
+  KAFKIT_MESSAGE_INVALID:
+    'A message being built is incomplete or has an invalid field (no value, a negative partition or retry count); nothing was sent.',
+  KAFKIT_COORDINATOR_UNKNOWN:
+    "The consumer group's coordinator is not known or not in the cluster's metadata (a broker moving or down); the commit is retried.",
   KAFKIT_TOPIC_CONFLICT:
     'A topic exists in a form its spec cannot be applied to (fewer partitions, other replication factor, illegal name).',
   KAFKIT_LOCAL_KAFKA_NOT_RUNNING: 'An operation needs a running local Kafka node and there is none.',

@@ -28,6 +28,7 @@ import {
   type Connection,
   type Consumer as ClientConsumer
 } from '@platformatic/kafka'
+import { KafkitError } from '../errors/kafkit-error.ts'
 
 type Client = ClientConsumer<Buffer, Buffer, Buffer, Buffer>
 
@@ -79,13 +80,18 @@ type FindCoordinatorApi = API<
 /** The coordinator found by Kafkit itself after the client's cached one failed it. */
 const found = new WeakMap<Client, number>()
 
+function coordinatorUnknown(message: string, groupId: string): KafkitError {
+  return new KafkitError('KAFKIT_COORDINATOR_UNKNOWN', message, { retryable: true, details: { groupId } })
+}
+
 /** Asks the cluster (not the client's cache) which broker coordinates `groupId`. */
 async function lookUpCoordinator(client: Client, groupId: string): Promise<number> {
   const connection = await fromCallback<Connection>(callback => client[kGetBootstrapConnection](callback))
   const api = await fromCallback<FindCoordinatorApi>(callback => client[kGetApi]('FindCoordinator', callback))
   const response = await api.async(connection, FindCoordinatorKeyTypes.GROUP, [groupId])
   const entry = response.coordinators.find(c => c.key === groupId) ?? response.coordinators[0]
-  if (entry === undefined || entry.nodeId < 0) throw new Error(`no coordinator is known for group ${groupId}`)
+  if (entry === undefined || entry.nodeId < 0)
+    throw coordinatorUnknown(`no coordinator is known for group ${groupId}`, groupId)
   found.set(client, entry.nodeId)
   return entry.nodeId
 }
@@ -101,7 +107,8 @@ async function send(
     client[kMetadata]({ topics: client.topics.current }, callback)
   )
   const broker = metadata.brokers.get(coordinatorId)
-  if (broker === undefined) throw new Error(`the group coordinator (broker ${coordinatorId}) is not in the metadata`)
+  if (broker === undefined)
+    throw coordinatorUnknown(`the group coordinator (broker ${coordinatorId}) is not in the metadata`, groupId)
   const connection = await fromCallback<Connection>(callback => client[kGetConnection](broker, callback))
   const api = await fromCallback<OffsetCommitApi>(callback => client[kGetApi]('OffsetCommit', callback))
   await api.async(connection, groupId, identity.generation, identity.memberId, null, topics)

@@ -16,6 +16,14 @@
  */
 import { StandardHeader, type HeaderValue } from './headers.ts'
 import { newEventId } from './uuid.ts'
+import { KafkitError } from '../errors/kafkit-error.ts'
+
+/** A message being built is incomplete or has an invalid field; nothing was sent. */
+export class InvalidMessageError extends KafkitError {
+  constructor(message: string) {
+    super('KAFKIT_MESSAGE_INVALID', message)
+  }
+}
 
 /** Header values are UTF-8 text or raw bytes; names are text. */
 export type MessageHeaders = Readonly<Record<string, HeaderValue>> | ReadonlyMap<string, HeaderValue>
@@ -67,7 +75,7 @@ export class MessageBuilder<V = unknown> {
 
   partition(partition: number): this {
     if (!Number.isInteger(partition) || partition < 0) {
-      throw new RangeError(`partition must be a whole number >= 0, got ${String(partition)}`)
+      throw new InvalidMessageError(`partition must be a whole number >= 0, got ${String(partition)}`)
     }
     this.#partition = partition
     return this
@@ -119,13 +127,13 @@ export class MessageBuilder<V = unknown> {
 
   retryCount(count: number): this {
     if (!Number.isInteger(count) || count < 0) {
-      throw new RangeError(`retry count must be a whole number >= 0, got ${String(count)}`)
+      throw new InvalidMessageError(`retry count must be a whole number >= 0, got ${String(count)}`)
     }
     return this.header(StandardHeader.retryCount, String(count))
   }
 
   build(): Readonly<OutgoingMessage<V>> {
-    if (this.#value === NO_VALUE) throw new TypeError('message has no value: call .value(...) first')
+    if (this.#value === NO_VALUE) throw new InvalidMessageError('message has no value: call .value(...) first')
     const headers: Record<string, HeaderValue> = Object.fromEntries(this.#headers)
     headers[StandardHeader.eventId] ??= newEventId()
     if (headers[StandardHeader.timestamp] === undefined) {

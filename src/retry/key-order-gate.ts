@@ -41,6 +41,7 @@ import {
 import { retryHeaderEntries } from './retry-headers.ts'
 import { headerMap, sendAcknowledged, type OutgoingRecord, type RetryProducer } from './send-acknowledged.ts'
 import type { RetryFlowTopics } from './topic-names.ts'
+import { ConsumerStoppedError } from '../consumer/errors.ts'
 
 type RawRecord = Message<Buffer, Buffer, Buffer, Buffer>
 
@@ -143,7 +144,7 @@ export class KeyOrderGate {
   }
 
   async stop(): Promise<void> {
-    this.#stop.abort(new Error('per-key ordering stopped'))
+    this.#stop.abort(new ConsumerStoppedError('per-key ordering stopped'))
     await Promise.allSettled([...this.#chains.values()])
     await this.#stream?.close().catch(() => undefined)
     if (this.#reader) await closeGroupClient(this.#reader)

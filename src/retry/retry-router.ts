@@ -27,6 +27,7 @@ import {
 } from './retry-headers.ts'
 import { headerMap, sendAcknowledged, type RetryProducer } from './send-acknowledged.ts'
 import type { RetryFlowTopics } from './topic-names.ts'
+import { ConfigError } from '../errors/kafkit-error.ts'
 
 export interface RetryRouterInit {
   producer: RetryProducer
@@ -216,7 +217,7 @@ export class RetryRouter {
     signal: AbortSignal
   ): Promise<void> {
     const target = flow.tiers[tier - 1]
-    if (!target) throw new Error(`retry: no tier ${tier} for ${flow.origin}`)
+    if (!target) throw new ConfigError(`retry: no tier ${tier} for ${flow.origin}`, { details: { tier } })
     const headers = retryHeaderEntries(message, {
       attempt: before.attempt + 1,
       tier,

@@ -250,7 +250,10 @@ async function waitReady(cluster: LocalKafkaCluster, expected: LocalKafkaNode[],
     try {
       const metadata = await admin.metadata({ topics: [] })
       if (metadata.brokers.size >= cluster.nodes.length) return
-      lastError = new Error(`${metadata.brokers.size} of ${cluster.nodes.length} brokers registered`)
+      lastError = new LocalKafkaError(
+        'KAFKIT_LOCAL_KAFKA_START_FAILED',
+        `${metadata.brokers.size} of ${cluster.nodes.length} brokers registered`
+      )
     } catch (error) {
       lastError = error
     } finally {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { parse, stringify, validate, version } from 'uuid'
-import { message, MessageBuilder } from '../../../src/message/builder.ts'
+import { InvalidMessageError, message, MessageBuilder } from '../../../src/message/builder.ts'
 import { readStandardHeaders } from '../../../src/message/headers.ts'
 import { newEventId, newEventIdBytes } from '../../../src/message/uuid.ts'
 
@@ -61,8 +61,8 @@ test('headers() merges, value() retypes, and invalid input is refused', () => {
   assert.equal(headers.a, '1')
   assert.deepEqual(headers.b, Buffer.from('2'))
   assert.throws(() => new MessageBuilder().build(), /no value/)
-  assert.throws(() => message(1).partition(-1), RangeError)
-  assert.throws(() => message(1).retryCount(1.5), RangeError)
+  assert.throws(() => message(1).partition(-1), InvalidMessageError)
+  assert.throws(() => message(1).retryCount(1.5), InvalidMessageError)
 })
 
 test('UUIDv7 ids are valid, unique and sort in creation order', () => {
