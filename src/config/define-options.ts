@@ -108,7 +108,160 @@ function describeAllowed(issue: z.core.$ZodIssue): string {
   }
 }
 
+/** The options the environment sets, and which variable set each key; throws on a value the binding rejects. */
+function readEnv(
+  component: string,
+  env: Readonly<Record<string, EnvBinding>>,
+  secrets: ReadonlySet<string>,
+  sourceEnv: NodeJS.ProcessEnv
+): { fromEnv: Record<string, unknown>; origin: Map<string, string> } {
+  const fromEnv: Record<string, unknown> = {}
+  const origin = new Map<string, string>()
+  for (const [key, binding] of Object.entries(env)) {
+    const raw = sourceEnv[binding.name]
+    if (raw === undefined || raw === '') continue
+    let parsed: unknown
+    try {
+      parsed = binding.parse(raw)
+    } catch (error) {
+      const shown = secrets.has(key) ? '[redacted]' : JSON.stringify(raw)
+      throw new ConfigError(
+        `${component} option \`${key}\` from ${binding.name}=${shown}: ${(error as Error).message}`,
+        {
+          cause: error,
+          details: { component, key, env: binding.name }
+        }
+      )
+    }
+    setPath(fromEnv, key, parsed)
+    origin.set(key, binding.name)
+  }
+  return { fromEnv, origin }
+}
+
+/** Throws for a variable that starts with `envPrefix` but no key binds (a typo). */
+function checkEnvPrefix(
+  component: string,
+  envPrefix: string,
+  envKeyOf: ReadonlyMap<string, string>,
+  sourceEnv: NodeJS.ProcessEnv
+): void {
+  for (const name of Object.keys(sourceEnv)) {
+    if (name.startsWith(envPrefix) && !envKeyOf.has(name)) {
+      const known = [...envKeyOf.keys()].filter(n => n.startsWith(envPrefix)).join(', ')
+      throw new ConfigError(
+        `${component}: unknown environment variable ${name}; the ${envPrefix}* variables are ${known}`,
+        { details: { component, env: name } }
+      )
+    }
+  }
+}
+
+/** The options of the named profile (none when no profile is named); throws for an unknown name. */
+function profileLayer(
+  component: string,
+  profiles: Readonly<Record<string, Record<string, unknown>>>,
+  profileName: string | undefined
+): Record<string, unknown> {
+  if (profileName === undefined) return {}
+  const profile = profiles[profileName]
+  if (!profile) {
+    throw new ConfigError(
+      `${component} profile ${JSON.stringify(profileName)} is unknown; use one of ${Object.keys(profiles).join(', ')}`,
+      { details: { component, profile: profileName } }
+    )
+  }
+  return profile
+}
+
+/** The ConfigError for failed validation: the first issue's key path, its value (unless secret) and what is allowed. */
+function invalidOptionsError(
+  component: string,
+  issues: readonly z.core.$ZodIssue[],
+  merged: Record<string, unknown>,
+  origin: ReadonlyMap<string, string>,
+  secrets: ReadonlySet<string>
+): ConfigError {
+  const issue = issues[0]
+  if (!issue) return new ConfigError(`${component}: invalid options`)
+  const keys = issue.code === 'unrecognized_keys' ? issue.keys.map(k => [...issue.path, k].join('.')) : []
+  const path = keys[0] ?? issue.path.map(String).join('.')
+  const from = origin.get(path)
+  const value = getPath(merged, issue.path.concat(issue.code === 'unrecognized_keys' ? [issue.keys[0] ?? ''] : []))
+  const shown = secrets.has(path)
+    ? '[redacted]'
+    : JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))
+  const head =
+    issue.code === 'unrecognized_keys'
+      ? `${component}: unknown option \`${path}\``
+      : `${component} option \`${path}\`${from ? ` (from ${from})` : ''}: got ${shown ?? 'nothing'}, expected ${describeAllowed(issue)}`
+  const extra = issues.length > 1 ? ` (and ${issues.length - 1} more problem(s))` : ''
+  return new ConfigError(`${head}${extra}; see the ${component} options table in the docs`, {
+    details: { component, key: path, ...(from ? { env: from } : {}) }
+  })
+}
+
+type JsonSchemaProperties = Record<string, Record<string, unknown>>
+
+/** The Type column of one property of the JSON schema. */
+function typeOf(prop: Record<string, unknown>): string {
+  if (Array.isArray(prop.enum)) return prop.enum.map(v => `\`${JSON.stringify(v)}\``).join(' \\| ')
+  if (Array.isArray(prop.anyOf)) return (prop.anyOf as Record<string, unknown>[]).map(typeOf).join(' \\| ')
+  if ('const' in prop) return `\`${JSON.stringify(prop.const)}\``
+  const type = typeof prop.type === 'string' ? prop.type : 'any'
+  const range: string[] = []
+  if (typeof prop.minimum === 'number') range.push(`>= ${prop.minimum}`)
+  if (typeof prop.exclusiveMinimum === 'number') range.push(`> ${prop.exclusiveMinimum}`)
+  if (typeof prop.maximum === 'number') range.push(`<= ${prop.maximum}`)
+  return range.length > 0 ? `${type} (${range.join(', ')})` : type
+}
+
+/** Appends a row per property to `rows`, nested objects' keys after their object as dot paths. */
+function tableRows(
+  rows: string[],
+  properties: JsonSchemaProperties,
+  prefix: string,
+  env: Readonly<Record<string, EnvBinding>>,
+  secrets: ReadonlySet<string>
+): void {
+  for (const [key, prop] of Object.entries(properties)) {
+    const path = prefix + key
+    const nested = prop.properties as JsonSchemaProperties | undefined
+    const binding = env[path]
+    const def = 'default' in prop ? `\`${JSON.stringify(prop.default)}\`` : ''
+    const description = typeof prop.description === 'string' ? prop.description.replaceAll('|', '\\|') : ''
+    rows.push(
+      `| \`${path}\` | ${nested ? 'object' : typeOf(prop)} | ${secrets.has(path) ? '' : def} | ${binding ? `\`${binding.name}\`` : ''} | ${description} |`
+    )
+    if (nested) tableRows(rows, nested, `${path}.`, env, secrets)
+  }
+}
+
+/** The options of `schema` as a Markdown table. */
+function renderTable(
+  schema: z.ZodObject,
+  env: Readonly<Record<string, EnvBinding>>,
+  secrets: ReadonlySet<string>
+): string {
+  const json = z.toJSONSchema(schema, {
+    io: 'input',
+    unrepresentable: 'any',
+    // The input view leaves out the default of a value that is transformed (a duration's text): put it back.
+    override: context => {
+      const def = (context.zodSchema as unknown as { _zod: { def: { type: string; defaultValue?: unknown } } })._zod.def
+      if (def.type === 'default' && context.jsonSchema.default === undefined)
+        context.jsonSchema.default = def.defaultValue
+    }
+  }) as {
+    properties?: JsonSchemaProperties
+  }
+  const rows: string[] = ['| Option | Type | Default | Environment | Description |', '| --- | --- | --- | --- | --- |']
+  tableRows(rows, json.properties ?? {}, '', env, secrets)
+  return rows.join('\n')
+}
+
 export function defineOptions<S extends z.ZodObject>(definition: DefineOptions<S>): OptionsDefinition<S> {
+  const { component, schema, envPrefix } = definition
   const env = definition.env ?? {}
   const secrets = new Set(definition.secrets ?? [])
   const profiles = definition.profiles ?? {}
@@ -116,116 +269,16 @@ export function defineOptions<S extends z.ZodObject>(definition: DefineOptions<S
 
   const resolve: OptionsDefinition<S>['resolve'] = (input = {}, context = {}) => {
     const sourceEnv = context.env ?? process.env
-    const fromEnv: Record<string, unknown> = {}
-    const origin = new Map<string, string>()
-    for (const [key, binding] of Object.entries(env)) {
-      const raw = sourceEnv[binding.name]
-      if (raw === undefined || raw === '') continue
-      let parsed: unknown
-      try {
-        parsed = binding.parse(raw)
-      } catch (error) {
-        const shown = secrets.has(key) ? '[redacted]' : JSON.stringify(raw)
-        throw new ConfigError(
-          `${definition.component} option \`${key}\` from ${binding.name}=${shown}: ${(error as Error).message}`,
-          { cause: error, details: { component: definition.component, key, env: binding.name } }
-        )
-      }
-      setPath(fromEnv, key, parsed)
-      origin.set(key, binding.name)
-    }
-    if (definition.envPrefix) {
-      for (const name of Object.keys(sourceEnv)) {
-        if (name.startsWith(definition.envPrefix) && !envKeyOf.has(name)) {
-          const known = [...envKeyOf.keys()].filter(n => n.startsWith(definition.envPrefix ?? '')).join(', ')
-          throw new ConfigError(
-            `${definition.component}: unknown environment variable ${name}; the ${definition.envPrefix}* variables are ${known}`,
-            { details: { component: definition.component, env: name } }
-          )
-        }
-      }
-    }
-    const profileName = context.profile
-    let fromProfile: Record<string, unknown> = {}
-    if (profileName !== undefined) {
-      const profile = profiles[profileName]
-      if (!profile) {
-        throw new ConfigError(
-          `${definition.component} profile ${JSON.stringify(profileName)} is unknown; use one of ${Object.keys(profiles).join(', ')}`,
-          { details: { component: definition.component, profile: profileName } }
-        )
-      }
-      fromProfile = profile
-    }
+    const { fromEnv, origin } = readEnv(component, env, secrets, sourceEnv)
+    if (envPrefix) checkEnvPrefix(component, envPrefix, envKeyOf, sourceEnv)
+    const fromProfile = profileLayer(component, profiles, context.profile)
     const merged = deepMerge(fromProfile, fromEnv, input)
-    const result = definition.schema.safeParse(merged)
-    if (!result.success) {
-      const issue = result.error.issues[0]
-      if (!issue) throw new ConfigError(`${definition.component}: invalid options`)
-      const keys = issue.code === 'unrecognized_keys' ? issue.keys.map(k => [...issue.path, k].join('.')) : []
-      const path = keys[0] ?? issue.path.map(String).join('.')
-      const from = origin.get(path)
-      const value = getPath(merged, issue.path.concat(issue.code === 'unrecognized_keys' ? [issue.keys[0] ?? ''] : []))
-      const shown = secrets.has(path)
-        ? '[redacted]'
-        : JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))
-      const head =
-        issue.code === 'unrecognized_keys'
-          ? `${definition.component}: unknown option \`${path}\``
-          : `${definition.component} option \`${path}\`${from ? ` (from ${from})` : ''}: got ${shown ?? 'nothing'}, expected ${describeAllowed(issue)}`
-      const extra = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problem(s))` : ''
-      throw new ConfigError(`${head}${extra}; see the ${definition.component} options table in the docs`, {
-        details: { component: definition.component, key: path, ...(from ? { env: from } : {}) }
-      })
-    }
+    const result = schema.safeParse(merged)
+    if (!result.success) throw invalidOptionsError(component, result.error.issues, merged, origin, secrets)
     return deepFreeze(result.data)
   }
 
-  const table = (): string => {
-    const json = z.toJSONSchema(definition.schema, {
-      io: 'input',
-      unrepresentable: 'any',
-      // The input view leaves out the default of a value that is transformed (a duration's text): put it back.
-      override: context => {
-        const def = (context.zodSchema as unknown as { _zod: { def: { type: string; defaultValue?: unknown } } })._zod
-          .def
-        if (def.type === 'default' && context.jsonSchema.default === undefined)
-          context.jsonSchema.default = def.defaultValue
-      }
-    }) as {
-      properties?: Record<string, Record<string, unknown>>
-    }
-    const rows: string[] = [
-      '| Option | Type | Default | Environment | Description |',
-      '| --- | --- | --- | --- | --- |'
-    ]
-    const typeOf = (prop: Record<string, unknown>): string => {
-      if (Array.isArray(prop.enum)) return prop.enum.map(v => `\`${JSON.stringify(v)}\``).join(' \\| ')
-      if (Array.isArray(prop.anyOf)) return (prop.anyOf as Record<string, unknown>[]).map(typeOf).join(' \\| ')
-      if ('const' in prop) return `\`${JSON.stringify(prop.const)}\``
-      const type = typeof prop.type === 'string' ? prop.type : 'any'
-      const range: string[] = []
-      if (typeof prop.minimum === 'number') range.push(`>= ${prop.minimum}`)
-      if (typeof prop.exclusiveMinimum === 'number') range.push(`> ${prop.exclusiveMinimum}`)
-      if (typeof prop.maximum === 'number') range.push(`<= ${prop.maximum}`)
-      return range.length > 0 ? `${type} (${range.join(', ')})` : type
-    }
-    const walk = (properties: Record<string, Record<string, unknown>>, prefix: string) => {
-      for (const [key, prop] of Object.entries(properties)) {
-        const path = prefix + key
-        const nested = prop.properties as Record<string, Record<string, unknown>> | undefined
-        const binding = env[path]
-        const def = 'default' in prop ? `\`${JSON.stringify(prop.default)}\`` : ''
-        const description = typeof prop.description === 'string' ? prop.description.replaceAll('|', '\\|') : ''
-        rows.push(
-          `| \`${path}\` | ${nested ? 'object' : typeOf(prop)} | ${secrets.has(path) ? '' : def} | ${binding ? `\`${binding.name}\`` : ''} | ${description} |`
-        )
-        if (nested) walk(nested, `${path}.`)
-      }
-    }
-    walk(json.properties ?? {}, '')
-    return rows.join('\n')
-  }
+  const table = (): string => renderTable(schema, env, secrets)
 
   const redact: OptionsDefinition<S>['redact'] = value => {
     const copy = structuredClone(value) as Record<string, unknown>
@@ -235,5 +288,5 @@ export function defineOptions<S extends z.ZodObject>(definition: DefineOptions<S
     return copy
   }
 
-  return { component: definition.component, schema: definition.schema, env, profiles, secrets, resolve, table, redact }
+  return { component, schema, env, profiles, secrets, resolve, table, redact }
 }

@@ -10,7 +10,7 @@ import type { MessageToProduce, ProduceResult } from '../kafka/client.ts'
 import { KafkitError, type KafkitErrorOptions } from '../errors/kafkit-error.ts'
 import { backoffDelay, sleep } from '../resilience/backoff.ts'
 import { buildDeadLetterRecord, type DeadLetterRecord } from './dead-letter.ts'
-import { positionOf, publishHandlerEvent } from './diagnostics.ts'
+import { positionOf, publishHandlerEvent, type MessagePosition } from './diagnostics.ts'
 import type { FailureRecord } from './handler-executor.ts'
 import { defaultLogger, type HandlingLogger } from './logger.ts'
 import { deadLetterOptions, type DeadLetterWriterOptions } from './options.ts'
@@ -49,6 +49,21 @@ export class DeadLetterWriteError extends KafkitError {
 function describeError(error: unknown): { name?: string; code?: unknown; message: string } {
   if (!(error instanceof Error)) return { message: String(error) }
   return { name: error.name, code: (error as { code?: unknown }).code, message: error.message }
+}
+
+/** The record as the producer takes it. */
+function toProduce(record: DeadLetterRecord): MessageToProduce<Buffer, Buffer, Buffer, Buffer> {
+  // Each name is its own Buffer object, so a repeated original header stays repeated in the Map.
+  const headers = new Map<Buffer, Buffer>()
+  for (const [name, value] of record.headerEntries) headers.set(Buffer.from(name, 'utf8'), value)
+  // A null value must stay null (tombstone-like poison pills): the client encodes null as "no bytes",
+  // while `undefined` would fail its "value is required" check.
+  return {
+    topic: record.topic,
+    value: record.value as Buffer,
+    headers,
+    ...(record.key === null ? {} : { key: record.key })
+  }
 }
 
 export class DeadLetterWriter {
@@ -96,69 +111,15 @@ export class DeadLetterWriter {
   ): Promise<DeadLetterReceipt> {
     const { signal, onWriteFailure } = options
     const record = this.build(message, failure)
-    // Each name is its own Buffer object, so a repeated original header stays repeated in the Map.
-    const headers = new Map<Buffer, Buffer>()
-    for (const [name, value] of record.headerEntries) headers.set(Buffer.from(name, 'utf8'), value)
-    // A null value must stay null (tombstone-like poison pills): the client encodes null as "no bytes",
-    // while `undefined` would fail its "value is required" check.
-    const produce: MessageToProduce<Buffer, Buffer, Buffer, Buffer> = {
-      topic: record.topic,
-      value: record.value as Buffer,
-      headers,
-      ...(record.key === null ? {} : { key: record.key })
-    }
+    const produce = toProduce(record)
     const position = positionOf(message, this.#groupId)
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted()
       try {
         const result = await this.#producer.send({ messages: [produce], acks: this.#config.acks })
-        const landed = result.offsets?.find(o => o.topic === record.topic)
-        const receipt: DeadLetterReceipt = {
-          topic: record.topic,
-          partition: landed?.partition,
-          offset: landed?.offset,
-          writeAttempts: attempt
-        }
-        this.#logger.error(
-          {
-            ...position,
-            offset: String(message.offset),
-            dlqTopic: record.topic,
-            dlqPartition: receipt.partition,
-            dlqOffset: receipt.offset === undefined ? undefined : String(receipt.offset),
-            reason: failure.reason,
-            attempts: failure.attempts,
-            err: describeError(failure.error)
-          },
-          `message failed: it is in the dead-letter topic ${record.topic}`
-        )
-        publishHandlerEvent(() => ({
-          type: 'dead-lettered',
-          ...position,
-          dlqTopic: record.topic,
-          dlqPartition: receipt.partition,
-          dlqOffset: receipt.offset,
-          writeAttempts: attempt
-        }))
-        return receipt
+        return this.#acknowledged(message, failure, record.topic, position, result, attempt)
       } catch (error) {
-        publishHandlerEvent(() => ({
-          type: 'dead-letter-write-failed',
-          ...position,
-          dlqTopic: record.topic,
-          writeAttempt: attempt,
-          error
-        }))
-        this.#logger.warn(
-          {
-            ...position,
-            offset: String(message.offset),
-            dlqTopic: record.topic,
-            writeAttempt: attempt,
-            err: error instanceof Error ? { name: error.name, message: error.message } : String(error)
-          },
-          'dead-letter write failed: retrying (the message stays uncommitted)'
-        )
+        this.#writeFailed(message, record.topic, position, attempt, error)
         onWriteFailure?.(attempt, error)
         const max = this.#config.maxWriteAttempts
         if (max !== undefined && attempt >= max) {
@@ -173,5 +134,72 @@ export class DeadLetterWriter {
         )
       }
     }
+  }
+
+  /** The receipt of an acknowledged write, logged and published as the message's dead-lettering. */
+  #acknowledged(
+    message: ConsumedMessage<unknown, unknown>,
+    failure: FailureRecord,
+    dlqTopic: string,
+    position: MessagePosition,
+    result: ProduceResult,
+    attempt: number
+  ): DeadLetterReceipt {
+    const landed = result.offsets?.find(o => o.topic === dlqTopic)
+    const receipt: DeadLetterReceipt = {
+      topic: dlqTopic,
+      partition: landed?.partition,
+      offset: landed?.offset,
+      writeAttempts: attempt
+    }
+    this.#logger.error(
+      {
+        ...position,
+        offset: String(message.offset),
+        dlqTopic,
+        dlqPartition: receipt.partition,
+        dlqOffset: receipt.offset === undefined ? undefined : String(receipt.offset),
+        reason: failure.reason,
+        attempts: failure.attempts,
+        err: describeError(failure.error)
+      },
+      `message failed: it is in the dead-letter topic ${dlqTopic}`
+    )
+    publishHandlerEvent(() => ({
+      type: 'dead-lettered',
+      ...position,
+      dlqTopic,
+      dlqPartition: receipt.partition,
+      dlqOffset: receipt.offset,
+      writeAttempts: attempt
+    }))
+    return receipt
+  }
+
+  /** Publishes and logs a failed write. */
+  #writeFailed(
+    message: ConsumedMessage<unknown, unknown>,
+    dlqTopic: string,
+    position: MessagePosition,
+    attempt: number,
+    error: unknown
+  ): void {
+    publishHandlerEvent(() => ({
+      type: 'dead-letter-write-failed',
+      ...position,
+      dlqTopic,
+      writeAttempt: attempt,
+      error
+    }))
+    this.#logger.warn(
+      {
+        ...position,
+        offset: String(message.offset),
+        dlqTopic,
+        writeAttempt: attempt,
+        err: error instanceof Error ? { name: error.name, message: error.message } : String(error)
+      },
+      'dead-letter write failed: retrying (the message stays uncommitted)'
+    )
   }
 }

@@ -133,6 +133,17 @@ export function undeserializableOutcome(error: unknown, now: number = Date.now()
   }
 }
 
+/** A dead-letter verdict reached while attempting (not one of an undeserializable record). */
+function deadLetterOutcome(
+  reason: 'transient' | 'permanent',
+  error: unknown,
+  attempts: number,
+  firstFailureAt: Date,
+  lastFailureAt: Date
+): DeadLetterOutcome {
+  return { kind: 'dead-letter', reason, error, attempts, firstFailureAt, lastFailureAt }
+}
+
 export class HandlerExecutor<V = unknown> {
   readonly #handler: MessageHandler<V> | undefined
   readonly #batchHandler: BatchHandler<V> | undefined
@@ -298,22 +309,14 @@ export class HandlerExecutor<V = unknown> {
           try {
             permit = await breaker.acquire(signal)
           } catch (reason) {
-            return this.#report(message, count, context, {
-              kind: 'aborted',
-              reason: (signal.reason as unknown) ?? reason,
-              attempts: attempt - 1
-            })
+            return this.#aborted(message, count, context, (signal.reason as unknown) ?? reason, attempt - 1)
           }
         }
       }
       let failure = attempt === 1 ? firstFailure : undefined
       if (signal.aborted && failure === undefined) {
         if (permit) breaker?.recordNeutral(permit)
-        return this.#report(message, count, context, {
-          kind: 'aborted',
-          reason: signal.reason as unknown,
-          attempts: attempt - 1
-        })
+        return this.#aborted(message, count, context, signal.reason, attempt - 1)
       }
       if (failure === undefined) {
         try {
@@ -323,80 +326,105 @@ export class HandlerExecutor<V = unknown> {
         }
       }
       if (failure !== undefined) {
-        const { error } = failure
         const failedAt = new Date(this.#now())
         firstFailureAt ??= failedAt
-        if (signal.aborted) {
-          if (permit) breaker?.recordNeutral(permit)
-          return this.#report(message, count, context, {
-            kind: 'aborted',
-            reason: signal.reason as unknown,
-            attempts: attempt
-          })
-        }
-        const kind = this.#classify(error)
-        if (kind === 'business') {
-          if (permit) breaker?.recordSuccess(permit)
-          return this.#report(message, count, context, { kind: 'business', error, attempts: attempt })
-        }
-        if (kind === 'permanent') {
-          if (permit) breaker?.recordNeutral(permit)
-          const outcome: DeadLetterOutcome = {
-            kind: 'dead-letter',
-            reason: 'permanent',
-            error,
-            attempts: attempt,
-            firstFailureAt,
-            lastFailureAt: failedAt
-          }
-          return splitting ? outcome : this.#report(message, count, context, outcome)
-        }
-        if (permit) breaker?.recordFailure(permit, error)
-        if (breaker && breaker.state !== 'closed') {
-          publishHandlerEvent(() => ({ type: 'suspended', ...positionOf(message, context.groupId), attempt, error }))
-          if (attempt === 1 || permit?.probe) {
-            this.#logger.warn(
-              { ...this.#fields(message, count, context), attempt, breaker: breaker.state, err: describe(error) },
-              'consumer circuit breaker is open: the message waits for the downstream instead of being retried'
-            )
-          }
-          continue
-        }
-        if (attempt > this.#maxRetries) {
-          const outcome: DeadLetterOutcome = {
-            kind: 'dead-letter',
-            reason: 'transient',
-            error,
-            attempts: attempt,
-            firstFailureAt,
-            lastFailureAt: failedAt
-          }
-          return splitting ? outcome : this.#report(message, count, context, outcome)
-        }
-        const retryAfter = (error as { retryAfterMs?: unknown } | null)?.retryAfterMs
-        const delayMs = Math.max(
-          backoffDelay(attempt, this.#backoff),
-          typeof retryAfter === 'number' && explicitKind(error) === 'transient' ? retryAfter : 0
+        const next = this.#afterFailure(
+          message,
+          count,
+          context,
+          splitting,
+          failure.error,
+          attempt,
+          permit,
+          firstFailureAt,
+          failedAt
         )
-        publishHandlerEvent(() => ({ type: 'retry', ...positionOf(message, context.groupId), attempt, delayMs, error }))
-        this.#logger.debug(
-          { ...this.#fields(message, count, context), attempt, delayMs, err: describe(error) },
-          'transient failure: retrying in place'
-        )
+        if (typeof next === 'object') return next
+        if (next === undefined) continue
         try {
-          await sleep(delayMs, signal)
+          await sleep(next, signal)
         } catch {
-          return this.#report(message, count, context, {
-            kind: 'aborted',
-            reason: signal.reason as unknown,
-            attempts: attempt
-          })
+          return this.#aborted(message, count, context, signal.reason, attempt)
         }
         continue
       }
       if (permit) breaker?.recordSuccess(permit)
       return this.#report(message, count, context, attempt === 1 ? DONE_FIRST_TRY : { kind: 'done', attempts: attempt })
     }
+  }
+
+  /**
+   * What follows failed attempt `attempt`: a verdict (reported, except a dead-letter one while
+   * `splitting`), the delay in ms to retry after, or undefined to retry at once (the breaker is open).
+   */
+  #afterFailure(
+    message: ConsumedMessage<V>,
+    count: number,
+    context: ExecutionContext,
+    splitting: boolean,
+    error: unknown,
+    attempt: number,
+    permit: BreakerPermit | undefined,
+    firstFailureAt: Date,
+    failedAt: Date
+  ): HandlingOutcome | number | undefined {
+    const breaker = this.#breaker
+    if (context.signal.aborted) {
+      if (permit) breaker?.recordNeutral(permit)
+      return this.#aborted(message, count, context, context.signal.reason, attempt)
+    }
+    const kind = this.#classify(error)
+    if (kind === 'business') {
+      if (permit) breaker?.recordSuccess(permit)
+      return this.#report(message, count, context, { kind: 'business', error, attempts: attempt })
+    }
+    if (kind === 'permanent') {
+      if (permit) breaker?.recordNeutral(permit)
+      const outcome = deadLetterOutcome('permanent', error, attempt, firstFailureAt, failedAt)
+      return splitting ? outcome : this.#report(message, count, context, outcome)
+    }
+    if (permit) breaker?.recordFailure(permit, error)
+    if (breaker && breaker.state !== 'closed') {
+      publishHandlerEvent(() => ({ type: 'suspended', ...positionOf(message, context.groupId), attempt, error }))
+      if (attempt === 1 || permit?.probe) {
+        this.#logger.warn(
+          { ...this.#fields(message, count, context), attempt, breaker: breaker.state, err: describe(error) },
+          'consumer circuit breaker is open: the message waits for the downstream instead of being retried'
+        )
+      }
+      return undefined
+    }
+    if (attempt > this.#maxRetries) {
+      const outcome = deadLetterOutcome('transient', error, attempt, firstFailureAt, failedAt)
+      return splitting ? outcome : this.#report(message, count, context, outcome)
+    }
+    const delayMs = this.#retryDelay(error, attempt)
+    publishHandlerEvent(() => ({ type: 'retry', ...positionOf(message, context.groupId), attempt, delayMs, error }))
+    this.#logger.debug(
+      { ...this.#fields(message, count, context), attempt, delayMs, err: describe(error) },
+      'transient failure: retrying in place'
+    )
+    return delayMs
+  }
+
+  /** How long to wait after failed attempt `attempt`: the backoff, or a transient error's own `retryAfterMs` if longer. */
+  #retryDelay(error: unknown, attempt: number): number {
+    const retryAfter = (error as { retryAfterMs?: unknown } | null)?.retryAfterMs
+    return Math.max(
+      backoffDelay(attempt, this.#backoff),
+      typeof retryAfter === 'number' && explicitKind(error) === 'transient' ? retryAfter : 0
+    )
+  }
+
+  /** Reports the `aborted` verdict after `attempts` attempts. */
+  #aborted(
+    message: ConsumedMessage<V>,
+    count: number,
+    context: ExecutionContext,
+    reason: unknown,
+    attempts: number
+  ): HandlingOutcome {
+    return this.#report(message, count, context, { kind: 'aborted', reason, attempts })
   }
 
   #fields(message: ConsumedMessage<unknown>, count: number, context: ExecutionContext): Record<string, unknown> {
