@@ -234,7 +234,7 @@ interface PlanFacts {
   dlqRetention: number
 }
 
-/** retention.ms of the retry topics and of the DLQ; throws when the retry topics' would not outlast a delay. */
+/** retention.ms of the retry topics and of the DLQ; throws when the retry topics' would not outlast a tier's delay. */
 function retentionsOf(names: RetryTopicNames, options: RetryTopicOptions): { retention: number; dlqRetention: number } {
   const longest = Math.max(0, ...names.tiers.map(t => t.delayMs))
   const retention = options.retentionMs ?? Math.max(7 * DAY, 4 * longest)
