@@ -67,7 +67,7 @@ interface ClientFigures {
 
 async function freshTopic(brokers: string[]): Promise<string> {
   const { topic } = await createTestTopic({
-    bootstrapServers: brokers,
+    brokers,
     partitions: 6,
     replicas: 3,
     configs: { 'min.insync.replicas': '2' },
@@ -81,7 +81,7 @@ function during(faults: Fault[], at: number): boolean {
 }
 
 async function kafkitRun(cluster: Awaited<ReturnType<typeof startKafka>>): Promise<ClientFigures> {
-  const brokers = cluster.bootstrapServers
+  const brokers = cluster.brokers
   const topic = await freshTopic(brokers)
   const producer = new Producer<Numbered>({ brokers, topic, env: {} })
   let finished = false
@@ -131,7 +131,7 @@ function parseJavaSummary(text: string): { sent: number; p50: number; p99: numbe
 }
 
 async function javaRun(cluster: Awaited<ReturnType<typeof startKafka>>): Promise<ClientFigures> {
-  const brokers = cluster.bootstrapServers
+  const brokers = cluster.brokers
   const topic = await freshTopic(brokers)
   const dist = await ensureKafkaDistribution()
   let finished = false
@@ -188,7 +188,7 @@ async function javaRun(cluster: Awaited<ReturnType<typeof startKafka>>): Promise
 }
 
 log(`3-node cluster on port ${PORT}`)
-const cluster = await startKafka({ brokers: 3, port: PORT, fresh: true, log })
+const cluster = await startKafka({ nodes: 3, port: PORT, fresh: true, log })
 const results: Record<string, ClientFigures> = {}
 try {
   log(`kafkit: ${RECORDS} records at ${RATE}/s, ${FAULTS} node kills`)

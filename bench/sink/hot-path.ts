@@ -29,7 +29,7 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 const pool = new pg.Pool({ connectionString: url, max: 8 })
 const schema = `bench_hot_${process.pid}`
 await pool.query(`CREATE SCHEMA ${schema}`)
-const topic = await createTestTopic({ bootstrapServers: brokers, partitions, prefix: 'kafkit.bench.sink-hot' })
+const topic = await createTestTopic({ brokers, partitions, prefix: 'kafkit.bench.sink-hot' })
 try {
   await fillTopic(brokers, topic.topic, rows)
   const table = `${schema}.logs`

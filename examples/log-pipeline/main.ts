@@ -29,14 +29,14 @@ if (!Number.isInteger(badEvery) || badEvery < 0) {
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
 const kafka = await useKafka({ log: line => console.error(line) })
-const brokers = kafka.bootstrapServers
+const brokers = kafka.brokers
 console.log(`Kafka: ${brokers.join(',')}`)
 const runId = uniqueName('run')
 
 // Topics of this run: the raw logs (deleted at the end) and one dead-letter topic per sink (kept).
-const raw = await createTestTopic({ bootstrapServers: brokers, partitions: 3, prefix: 'kafkit.logs.raw' })
+const raw = await createTestTopic({ brokers, partitions: 3, prefix: 'kafkit.logs.raw' })
 const dlqPostgres = await createTestTopic({
-  bootstrapServers: brokers,
+  brokers,
   partitions: 1,
   prefix: 'kafkit.logs.dlq-postgres'
 })
@@ -164,7 +164,7 @@ if (process.env.CLICKHOUSE_URL) {
   console.log(`ClickHouse sink: ${process.env.CLICKHOUSE_URL} ${created.capabilities.version}, table ${table}`)
   for (const line of created.adaptations) console.log(`  adapted: ${line}`)
   const dlqClickHouse = await createTestTopic({
-    bootstrapServers: brokers,
+    brokers,
     partitions: 1,
     prefix: 'kafkit.logs.dlq-clickhouse'
   })

@@ -16,10 +16,10 @@ if (!Number.isInteger(total) || total < 1)
   throw new Error(`--count must be a positive whole number, got "${values.count}"`)
 
 const kafka = await useKafka({ log: line => console.error(line) })
-const brokers = kafka.bootstrapServers
+const brokers = kafka.brokers
 console.log(`Kafka: ${brokers.join(',')}`)
 
-const { topic } = await createTestTopic({ bootstrapServers: brokers, partitions: 3, prefix: 'kafkit.demo.events' })
+const { topic } = await createTestTopic({ brokers, partitions: 3, prefix: 'kafkit.demo.events' })
 const producer = new Producer<{ id: number; at: string }>({ brokers, topic, clientId: 'kafkit-demo' })
 
 // Bars on a terminal; in CI logs (no TTY) the summary alone says what happened.

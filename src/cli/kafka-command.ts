@@ -17,18 +17,18 @@ export function kafkaCommand(): Command {
 
   kafka
     .command('start')
-    .description('start the local Kafka (downloads it once with mvn); prints the bootstrap servers')
-    .addOption(new Option('--brokers <count>', 'number of nodes').choices(['1', '3']).default('1'))
+    .description('start the local Kafka (downloads it once with mvn); prints its brokers (host:port)')
+    .addOption(new Option('--nodes <count>', 'number of nodes').choices(['1', '3']).default('1'))
     .addOption(portOption())
     .option('--fresh', 'delete the data of an earlier run first', false)
-    .action(async (opts: { brokers: '1' | '3'; port: number; fresh: boolean }) => {
+    .action(async (opts: { nodes: '1' | '3'; port: number; fresh: boolean }) => {
       const cluster = await startKafka({
-        brokers: opts.brokers === '3' ? 3 : 1,
+        nodes: opts.nodes === '3' ? 3 : 1,
         port: opts.port,
         fresh: opts.fresh,
         log: line => process.stderr.write(`${line}\n`)
       })
-      process.stdout.write(`${cluster.bootstrapServers.join(',')}\n`)
+      process.stdout.write(`${cluster.brokers.join(',')}\n`)
     })
 
   kafka

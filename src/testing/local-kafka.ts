@@ -19,7 +19,7 @@ import { checkJava, defaultCacheDir, ensureKafkaDistribution, WAY_OUT } from './
 
 export interface LocalKafkaOptions {
   /** 1 (default) or 3 combined broker+controller nodes. */
-  brokers?: 1 | 3
+  nodes?: 1 | 3
   /** Client port of node 1; node n listens on `port + 10 * (n - 1)`, its controller one above. Default 9092. */
   port?: number
   /** Stop whatever runs on these ports from an earlier start and delete its data first. */
@@ -43,15 +43,15 @@ export interface LocalKafkaNode {
 
 export interface LocalKafkaCluster {
   clusterId: string
-  /** `127.0.0.1:<port>` of every node, ready for `bootstrapBrokers` / `KAFKA_BROKERS`. */
-  bootstrapServers: string[]
+  /** `127.0.0.1:<port>` of every node, ready for the `brokers` option / `KAFKA_BROKERS`. */
+  brokers: string[]
   nodes: LocalKafkaNode[]
   stateDir: string
 }
 
 export interface LocalKafkaStatus {
   stateDir: string
-  bootstrapServers: string[]
+  brokers: string[]
   nodes: (LocalKafkaNode & { running: boolean })[]
 }
 
@@ -277,7 +277,7 @@ async function waitReady(cluster: LocalKafkaCluster, expected: LocalKafkaNode[],
  */
 export async function startKafka(options: LocalKafkaOptions = {}): Promise<LocalKafkaCluster> {
   const port = options.port ?? DEFAULT_PORT
-  const count = options.brokers ?? 1
+  const count = options.nodes ?? 1
   const stateDir = stateDirFor(options)
   const timeout = options.readyTimeoutMs ?? 90_000
 
@@ -309,7 +309,7 @@ export async function startKafka(options: LocalKafkaOptions = {}): Promise<Local
   })
   const cluster: LocalKafkaCluster = previous ?? {
     clusterId: newClusterId(),
-    bootstrapServers: layout(stateDir, port, count).map(n => `127.0.0.1:${n.port}`),
+    brokers: layout(stateDir, port, count).map(n => `127.0.0.1:${n.port}`),
     nodes: layout(stateDir, port, count),
     stateDir
   }
@@ -329,7 +329,7 @@ export async function startKafka(options: LocalKafkaOptions = {}): Promise<Local
     await writeFile(join(node.dir, 'server.properties'), serverProperties(node, cluster.nodes))
   }
   await Promise.all(toStart.map(node => format(node, cluster.clusterId, dist.classPath)))
-  options.log?.(`Starting ${count} Kafka node(s) on ${cluster.bootstrapServers.join(',')} (logs in ${stateDir})`)
+  options.log?.(`Starting ${count} Kafka node(s) on ${cluster.brokers.join(',')} (logs in ${stateDir})`)
   for (const node of toStart) {
     node.pid = launch(node, dist.classPath, dist.log4jConfig)
   }
@@ -352,7 +352,7 @@ export async function kafkaStatus(
   if (!cluster) return null
   return {
     stateDir: cluster.stateDir,
-    bootstrapServers: cluster.bootstrapServers,
+    brokers: cluster.brokers,
     nodes: cluster.nodes.map(n => ({ ...n, running: isNodeProcess(n) }))
   }
 }
@@ -406,7 +406,7 @@ export function pauseNode(cluster: LocalKafkaCluster, nodeId: number, paused: bo
 /** Starts the stopped nodes of an existing cluster again (after `stopNode`), keeping their data. */
 export async function restartNodes(cluster: LocalKafkaCluster, readyTimeoutMs = 90_000): Promise<void> {
   const options: LocalKafkaOptions = {
-    brokers: cluster.nodes.length === 3 ? 3 : 1,
+    nodes: cluster.nodes.length === 3 ? 3 : 1,
     port: cluster.nodes[0]?.port ?? DEFAULT_PORT,
     cacheDir: join(cluster.stateDir, '..', '..'),
     readyTimeoutMs
@@ -416,7 +416,7 @@ export async function restartNodes(cluster: LocalKafkaCluster, readyTimeoutMs = 
 }
 
 export interface KafkaLease {
-  bootstrapServers: string[]
+  brokers: string[]
   /** Stops the local Kafka only when this lease started it; a no-op for KAFKA_BROKERS or a running one. */
   release: () => Promise<void>
 }
@@ -429,11 +429,11 @@ export async function useKafka(options: LocalKafkaOptions = {}): Promise<KafkaLe
   const configured = process.env.KAFKA_BROKERS?.split(',')
     .map(s => s.trim())
     .filter(Boolean)
-  if (configured && configured.length > 0) return { bootstrapServers: configured, release: async () => {} }
+  if (configured && configured.length > 0) return { brokers: configured, release: async () => {} }
   const wasRunning = (await kafkaStatus(options))?.nodes.every(n => n.running) ?? false
   const cluster = await startKafka(options)
   return {
-    bootstrapServers: cluster.bootstrapServers,
+    brokers: cluster.brokers,
     release: async () => {
       if (!wasRunning) await stopKafka(options)
     }

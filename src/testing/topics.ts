@@ -1,14 +1,15 @@
 /** Per-test isolation: every test names its own topic and group, and removes the topic afterwards. */
 import { randomBytes } from 'node:crypto'
 import { Admin } from '../kafka/client.ts'
+import { clientOptionsOf, type ConnectionOptions } from '../kafka/connection.ts'
 
 /** `<prefix>-<time>-<random>`: unique across runs and parallel tests, valid as a topic or group name. */
 export function uniqueName(prefix = 'kafkit-test'): string {
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
 }
 
-export interface TestTopicOptions {
-  bootstrapServers: string[]
+/** The connection options of every Kafkit entry point (`brokers`, or KAFKA_BROKERS), and the topic's shape. */
+export interface TestTopicOptions extends ConnectionOptions {
   partitions?: number
   replicas?: number
   configs?: Record<string, string>
@@ -23,7 +24,7 @@ export async function createTestTopic(
   options: TestTopicOptions
 ): Promise<{ topic: string; delete: () => Promise<void> }> {
   const topic = uniqueName(options.prefix)
-  const admin = new Admin({ clientId: 'kafkit-testing', bootstrapBrokers: options.bootstrapServers })
+  const admin = new Admin(clientOptionsOf(options, 'kafkit-testing'))
   try {
     await admin.createTopics({
       topics: [topic],
@@ -43,7 +44,7 @@ export async function createTestTopic(
   return {
     topic,
     delete: async () => {
-      const cleanup = new Admin({ clientId: 'kafkit-testing', bootstrapBrokers: options.bootstrapServers })
+      const cleanup = new Admin(clientOptionsOf(options, 'kafkit-testing'))
       try {
         await cleanup.deleteTopics({ topics: [topic] })
       } finally {

@@ -55,7 +55,7 @@ export async function runFaults(
   for (const [i, kind] of plan.faults.entries()) {
     await sleep(gap())
     if (over()) break
-    const node = await leaderOf(cluster.bootstrapServers, topic, i)
+    const node = await leaderOf(cluster.brokers, topic, i)
     const at = Date.now() - started
     log(`fault ${i + 1}: ${kind} node ${node}`)
     if (kind === 'kill') {

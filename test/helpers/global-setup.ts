@@ -17,7 +17,7 @@ export async function globalSetup(): Promise<void> {
     fresh: true,
     log: line => process.stderr.write(`[test harness] ${line}\n`)
   })
-  process.env.KAFKA_BROKERS = cluster.bootstrapServers.join(',')
+  process.env.KAFKA_BROKERS = cluster.brokers.join(',')
   process.env.KAFKIT_TEST_OWNS_KAFKA = '1'
   process.stderr.write(`[test harness] Kafka ready on ${process.env.KAFKA_BROKERS} in ${Date.now() - started} ms\n`)
 }

@@ -28,8 +28,8 @@ test(
   'SIGKILL + restart of the broker mid-run: the worker goes on, every record handled and committed',
   { timeout: 300_000 },
   async t => {
-    const brokers = cluster.bootstrapServers
-    const { topic } = await createTestTopic({ bootstrapServers: brokers, partitions: 3 })
+    const brokers = cluster.brokers
+    const { topic } = await createTestTopic({ brokers, partitions: 3 })
     await produceKeyed(brokers, topic, RECORDS, { keys: 60 })
     const groupId = uniqueName('group')
     const { consumer, handled } = busyWorker(brokers, topic, groupId)

@@ -40,7 +40,7 @@ async function member(
 
 test('a commit in a generation the group has left is refused and lands nothing; in the current one it lands', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 2 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 2 })
   t.after(drop)
   const groupId = uniqueName('group')
   const first = await member(brokers, groupId, topic)

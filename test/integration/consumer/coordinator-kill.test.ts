@@ -17,7 +17,7 @@ const RECORDS = 3000
 let cluster: LocalKafkaCluster
 
 before(async () => {
-  cluster = await startKafka({ brokers: 3, port: PORT, fresh: true })
+  cluster = await startKafka({ nodes: 3, port: PORT, fresh: true })
 })
 after(async () => {
   await stopKafka({ port: PORT })
@@ -38,9 +38,9 @@ test(
   'SIGKILL of the group coordinator mid-run: commits move to the new coordinator, every partition is committed to its end',
   { timeout: 300_000 },
   async t => {
-    const brokers = cluster.bootstrapServers
+    const brokers = cluster.brokers
     const { topic } = await createTestTopic({
-      bootstrapServers: brokers,
+      brokers,
       partitions: 3,
       replicas: 3,
       configs: { 'min.insync.replicas': '2' }

@@ -28,7 +28,7 @@ const protocols: { name: string; options: Pick<ConsumerInit, 'groupProtocol' | '
 for (const { name, options } of protocols) {
   test(`${name}: a second worker joins, partitions move, nothing is lost and lag ends at 0`, async t => {
     const brokers = bootstrapServers()
-    const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 4 })
+    const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 4 })
     t.after(drop)
     await produceKeyed(brokers, topic, 1000, { keys: 40 })
     const groupId = uniqueName('group')
@@ -98,7 +98,7 @@ for (const { name, options } of protocols) {
 
 test('static membership: the group knows the worker by its instance id', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers })
+  const { topic, delete: drop } = await createTestTopic({ brokers })
   t.after(drop)
   const groupId = uniqueName('group')
   const consumer = new Consumer({
@@ -129,7 +129,7 @@ test('static membership: the group knows the worker by its instance id', async t
 
 test('circuit breaker: an outage pauses the worker (health paused), nothing is committed or dead-lettered; recovery resumes it', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers })
+  const { topic, delete: drop } = await createTestTopic({ brokers })
   t.after(drop)
   await produceKeyed(brokers, topic, 20, { keys: 1 })
   const groupId = uniqueName('group')

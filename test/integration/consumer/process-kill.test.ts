@@ -127,7 +127,7 @@ async function check(t: TestContext, file: string, topic: string, groupId: strin
 /** Produces `count` keyed records, then starts and SIGKILLs a worker `times` times at random moments of progress. */
 async function killRepeatedly(t: TestContext, count: number, times: number, file: string) {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 3 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 3 })
   t.after(drop)
   await produceKeyed(brokers, topic, count, { keys: 50 })
   const groupId = uniqueName('kill-group')
@@ -184,7 +184,7 @@ test('negative control: a worker that auto-commits what it fetched loses records
 
 test(`three workers join and leave ${churn} times (SIGTERM and SIGKILL) while records arrive: nothing lost, keys in order`, async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 6 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 6 })
   t.after(drop)
   const groupId = uniqueName('churn-group')
   const ledger = join(tmpdir(), `${uniqueName('ledger')}.txt`)

@@ -17,7 +17,7 @@ import { committedOffsets, json, produceKeyed, quiet, waitFor } from './helpers.
 const brokers = () => bootstrapServers()
 
 test('key ordering: every record once, the same key strictly in order, different keys in parallel; commits reach the end', async t => {
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers(), partitions: 3 })
+  const { topic, delete: drop } = await createTestTopic({ brokers: brokers(), partitions: 3 })
   t.after(drop)
   const produced = await produceKeyed(brokers(), topic, 3000, { keys: 20 })
   const groupId = uniqueName('group')
@@ -80,7 +80,7 @@ test('key ordering: every record once, the same key strictly in order, different
 })
 
 test('a restarted consumer resumes after the last settled record; in-flight work at stop is not committed', async t => {
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  const { topic, delete: drop } = await createTestTopic({ brokers: brokers() })
   t.after(drop)
   await produceKeyed(brokers(), topic, 50, { keys: 1 })
   const groupId = uniqueName('group')
@@ -134,7 +134,7 @@ test('a restarted consumer resumes after the last settled record; in-flight work
 })
 
 test('error kinds: transient retried then dead-lettered, permanent and undecodable dead-lettered at once, business committed; the partition never stalls', async t => {
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  const { topic, delete: drop } = await createTestTopic({ brokers: brokers() })
   t.after(drop)
   t.after(async () => {
     const { Admin } = await import('@platformatic/kafka')
@@ -198,9 +198,9 @@ test('error kinds: transient retried then dead-lettered, permanent and undecodab
 })
 
 test('batch handler: consecutive records of one partition; a failing record is split out and dead-lettered alone', async t => {
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers(), partitions: 2 })
+  const { topic, delete: drop } = await createTestTopic({ brokers: brokers(), partitions: 2 })
   t.after(drop)
-  const dlq = await createTestTopic({ bootstrapServers: brokers(), prefix: 'batch-dlq' })
+  const dlq = await createTestTopic({ brokers: brokers(), prefix: 'batch-dlq' })
   t.after(dlq.delete)
   await produceKeyed(brokers(), topic, 400, { keys: 8 })
   const batches: { partition: number; offsets: bigint[] }[] = []
@@ -234,7 +234,7 @@ test('batch handler: consecutive records of one partition; a failing record is s
 
 for (const kind of ['handler', 'batch handler'] as const) {
   test(`replayed records meant for another group are skipped and committed; lag returns to 0 (${kind})`, async t => {
-    const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+    const { topic, delete: drop } = await createTestTopic({ brokers: brokers() })
     t.after(drop)
     const groupId = uniqueName('group')
     await produceKeyed(brokers(), topic, 5, { keys: 1 })
@@ -307,7 +307,7 @@ test('bad configuration fails at construction with the key named', () => {
 })
 
 test("onDeadLetter 'stop': the consumer stops at the bad record, commits up to it and done() names it", async t => {
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  const { topic, delete: drop } = await createTestTopic({ brokers: brokers() })
   t.after(drop)
   await produceKeyed(brokers(), topic, 10, { keys: 1 })
   const groupId = uniqueName('group')
@@ -332,7 +332,7 @@ test("onDeadLetter 'stop': the consumer stops at the bad record, commits up to i
 })
 
 test('batch linger: a partition waits up to batchLingerMs to fill its batch', async t => {
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  const { topic, delete: drop } = await createTestTopic({ brokers: brokers() })
   t.after(drop)
   const sizes: number[] = []
   const consumer = new Consumer<{ seq: number }>({
@@ -375,7 +375,7 @@ function watched(topic: string) {
 }
 
 test('max poll interval: a call running longer fails as a transient timeout, its signal aborts, and the retry goes on in order', async t => {
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  const { topic, delete: drop } = await createTestTopic({ brokers: brokers() })
   t.after(drop)
   await produceKeyed(brokers(), topic, 4, { keys: 1 })
   const reasons: unknown[] = []
@@ -412,7 +412,7 @@ test('max poll interval: a call running longer fails as a transient timeout, its
 })
 
 test('first attempts: a handler that returns nothing or throws at once, middleware that awaits before calling on, a throwing settled listener: each record settles once, and hung calls still time out', async t => {
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers() })
+  const { topic, delete: drop } = await createTestTopic({ brokers: brokers() })
   t.after(drop)
   await produceKeyed(brokers(), topic, 6, { keys: 1 })
   const calls: string[] = []

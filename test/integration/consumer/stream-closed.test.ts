@@ -34,7 +34,7 @@ function captureInstances(t: TestContext): {
 
 test('a stream the client closed mid-run is replaced: every record is handled and committed, health stays running', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 3 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 3 })
   t.after(drop)
   await produceKeyed(brokers, topic, RECORDS, { keys: 30 })
   const { streams } = captureInstances(t)
@@ -54,7 +54,7 @@ test('a stream the client closed mid-run is replaced: every record is handled an
 
 test('a stream closed with its client: the consumer fails loudly (done() rejects), it does not go quiet', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 2 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 2 })
   t.after(drop)
   await produceKeyed(brokers, topic, 600, { keys: 20 })
   const { clients } = captureInstances(t)

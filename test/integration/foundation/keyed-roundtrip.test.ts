@@ -11,7 +11,7 @@ import { readTopic } from '../../helpers/read-topic.ts'
 
 test('10,000 keyed messages all arrive, in order per key', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 6 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 6 })
   t.after(drop)
 
   const producer = new Producer({

@@ -14,11 +14,11 @@ import { TEST_PORTS } from '../../helpers/ports.ts'
 const PORT = TEST_PORTS.leaderFailover
 
 test('SIGKILL of the partition leader loses no acknowledged message', { timeout: 240_000 }, async t => {
-  const cluster = await startKafka({ brokers: 3, port: PORT, fresh: true })
+  const cluster = await startKafka({ nodes: 3, port: PORT, fresh: true })
   t.after(() => stopKafka({ port: PORT }))
-  const brokers = cluster.bootstrapServers
+  const brokers = cluster.brokers
   const { topic } = await createTestTopic({
-    bootstrapServers: brokers,
+    brokers,
     partitions: 1,
     replicas: 3,
     configs: { 'min.insync.replicas': '2' }

@@ -15,7 +15,7 @@ test(
     const started = Date.now()
     const cluster = await startKafka({ port: TEST_KAFKA_PORT })
     assert.ok(Date.now() - started < 10_000)
-    assert.deepEqual(cluster.bootstrapServers, [`127.0.0.1:${TEST_KAFKA_PORT}`])
+    assert.deepEqual(cluster.brokers, [`127.0.0.1:${TEST_KAFKA_PORT}`])
     assert.deepEqual(
       cluster.nodes.map(n => n.pid),
       before?.nodes.map(n => n.pid),

@@ -64,9 +64,9 @@ async function deadLetterCount(brokers: string[], topic: string): Promise<number
 
 test('consumer: a dead-letter write the topic refuses holds the partition at the record, is reported and retried until it lands', async t => {
   const brokers = bootstrapServers()
-  const source = await createTestTopic({ bootstrapServers: brokers, prefix: 'blocked-src' })
+  const source = await createTestTopic({ brokers, prefix: 'blocked-src' })
   t.after(source.delete)
-  const dlq = await createTestTopic({ bootstrapServers: brokers, prefix: 'blocked-dlq', configs: REFUSING })
+  const dlq = await createTestTopic({ brokers, prefix: 'blocked-dlq', configs: REFUSING })
   t.after(dlq.delete)
   await produceNumbers(brokers, source.topic, 30, -1)
   const handled: number[] = []
@@ -119,9 +119,9 @@ test('consumer: a dead-letter write the topic refuses holds the partition at the
 
 test('exactly-once sink: while the dead-letter topic refuses a bad record, no offset stored in Postgres passes it', async t => {
   const brokers = bootstrapServers()
-  const source = await createTestTopic({ bootstrapServers: brokers, prefix: 'blocked-sink-src' })
+  const source = await createTestTopic({ brokers, prefix: 'blocked-sink-src' })
   t.after(source.delete)
-  const dlq = await createTestTopic({ bootstrapServers: brokers, prefix: 'blocked-sink-dlq', configs: REFUSING })
+  const dlq = await createTestTopic({ brokers, prefix: 'blocked-sink-dlq', configs: REFUSING })
   t.after(dlq.delete)
   const db = await createTestSchema(t)
   const table = db.qualified('numbers')

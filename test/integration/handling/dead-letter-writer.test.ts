@@ -50,9 +50,9 @@ function bufferProducer(brokers: string[], extra: { retries?: number; retryDelay
 
 test('a failed record lands in the DLQ with its bytes, headers and the reasons, acknowledged', async t => {
   const brokers = bootstrapServers()
-  const source = await createTestTopic({ bootstrapServers: brokers, partitions: 2, prefix: 'dlq-src' })
+  const source = await createTestTopic({ brokers, partitions: 2, prefix: 'dlq-src' })
   t.after(source.delete)
-  const dlq = await createTestTopic({ bootstrapServers: brokers, partitions: 1, prefix: 'dlq' })
+  const dlq = await createTestTopic({ brokers, partitions: 1, prefix: 'dlq' })
   t.after(dlq.delete)
   const producer = bufferProducer(brokers)
   t.after(() => producer.close())

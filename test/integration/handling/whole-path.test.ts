@@ -52,9 +52,9 @@ const json = (value: unknown) => Buffer.from(JSON.stringify(value))
 
 test('poison pills and each error kind end where they should; the partition never stalls', async t => {
   const brokers = bootstrapServers()
-  const source = await createTestTopic({ bootstrapServers: brokers, prefix: 'handling-src' })
+  const source = await createTestTopic({ brokers, prefix: 'handling-src' })
   t.after(source.delete)
-  const dlqTopic = await createTestTopic({ bootstrapServers: brokers, prefix: 'handling-dlq' })
+  const dlqTopic = await createTestTopic({ brokers, prefix: 'handling-dlq' })
   t.after(dlqTopic.delete)
   const producer = new Producer({ clientId: 'kafkit-handling-test', bootstrapBrokers: brokers })
   t.after(() => producer.close())
@@ -175,9 +175,9 @@ test('poison pills and each error kind end where they should; the partition neve
 
 test('while the circuit breaker is open nothing is dead-lettered or committed; after the probe all resume', async t => {
   const brokers = bootstrapServers()
-  const source = await createTestTopic({ bootstrapServers: brokers, prefix: 'breaker-src' })
+  const source = await createTestTopic({ brokers, prefix: 'breaker-src' })
   t.after(source.delete)
-  const dlqTopic = await createTestTopic({ bootstrapServers: brokers, prefix: 'breaker-dlq' })
+  const dlqTopic = await createTestTopic({ brokers, prefix: 'breaker-dlq' })
   t.after(dlqTopic.delete)
   const producer = new Producer({ clientId: 'kafkit-handling-test', bootstrapBrokers: brokers })
   t.after(() => producer.close())

@@ -49,7 +49,7 @@ test('without --brokers or KAFKA_BROKERS the commands use the local Kafka of `ka
 test('list filters and counts, show prints one record with its metadata', async t => {
   const brokers = bootstrapServers()
   const { topic: dlq, delete: drop } = await createTestTopic({
-    bootstrapServers: brokers,
+    brokers,
     partitions: 1,
     prefix: 'todos.task.events.dlq'
   })

@@ -55,8 +55,8 @@ interface PurgeJson {
 
 test('purge: dry run, refusal without a terminal, per partition, everywhere, past the end, all', async t => {
   const brokers = bootstrapServers()
-  const origin = await createTestTopic({ bootstrapServers: brokers, partitions: 1, prefix: 'orders.order.purge' })
-  const dlq = await createTestTopic({ bootstrapServers: brokers, partitions: 2, prefix: 'orders.order.purge-dlq' })
+  const origin = await createTestTopic({ brokers, partitions: 1, prefix: 'orders.order.purge' })
+  const dlq = await createTestTopic({ brokers, partitions: 2, prefix: 'orders.order.purge-dlq' })
   const admin = new Admin({ clientId: 'dlq-purge-test', bootstrapBrokers: brokers })
   t.after(async () => {
     await origin.delete()

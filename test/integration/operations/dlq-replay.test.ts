@@ -105,8 +105,8 @@ interface Fixture {
 /** An origin topic (2 partitions), its DLQ with the four originals dead-lettered by the real writer. */
 async function fixture(t: TestContext): Promise<Fixture> {
   const brokers = bootstrapServers()
-  const origin = await createTestTopic({ bootstrapServers: brokers, partitions: 2, prefix: 'orders.order.events' })
-  const dlq = await createTestTopic({ bootstrapServers: brokers, partitions: 1, prefix: 'orders.order.events-dlq' })
+  const origin = await createTestTopic({ brokers, partitions: 2, prefix: 'orders.order.events' })
+  const dlq = await createTestTopic({ brokers, partitions: 1, prefix: 'orders.order.events-dlq' })
   t.after(async () => {
     await origin.delete()
     await dlq.delete()
@@ -312,7 +312,7 @@ test('on a terminal, replay asks first: "no" publishes nothing, "yes" replays wi
 
 test('--to another topic, offset ranges, and foreign records that only --to can replay', async t => {
   const { brokers, dlq } = await fixture(t)
-  const other = await createTestTopic({ bootstrapServers: brokers, partitions: 3, prefix: 'orders.order.reprocess' })
+  const other = await createTestTopic({ brokers, partitions: 3, prefix: 'orders.order.reprocess' })
   t.after(other.delete)
   const producer = new Producer<Buffer, Buffer, Buffer, Buffer>({
     clientId: 'dlq-replay-test',
@@ -383,8 +383,8 @@ test('--to another topic, offset ranges, and foreign records that only --to can 
 
 test('a replay started while another runs publishes each record once', async t => {
   const brokers = bootstrapServers()
-  const origin = await createTestTopic({ bootstrapServers: brokers, partitions: 1, prefix: 'orders.order.race' })
-  const dlq = await createTestTopic({ bootstrapServers: brokers, partitions: 1, prefix: 'orders.order.race-dlq' })
+  const origin = await createTestTopic({ brokers, partitions: 1, prefix: 'orders.order.race' })
+  const dlq = await createTestTopic({ brokers, partitions: 1, prefix: 'orders.order.race-dlq' })
   t.after(async () => {
     await origin.delete()
     await dlq.delete()

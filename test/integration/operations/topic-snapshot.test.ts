@@ -10,7 +10,7 @@ import { bootstrapServers } from '../../helpers/env.ts'
 
 test('reads exactly the records present at the start, from a given offset per partition', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 3 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 3 })
   t.after(drop)
   const producer = new Producer({
     clientId: 'snapshot-test',
@@ -54,7 +54,7 @@ test('reads exactly the records present at the start, from a given offset per pa
 
 test('an empty topic yields nothing and returns at once', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 2 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 2 })
   t.after(drop)
   const records = []
   for await (const record of readTopicSnapshot({ brokers, topic })) records.push(record)
@@ -63,7 +63,7 @@ test('an empty topic yields nothing and returns at once', async t => {
 
 test('a partition whose last offsets are transaction markers or aborted records still ends', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 2 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 2 })
   t.after(drop)
   const producer = new Producer({
     clientId: 'snapshot-test-tx',

@@ -19,7 +19,7 @@ const env = {}
 
 test('send and sendBatch report the partition and offset each message got', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 3 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 3 })
   t.after(drop)
   const producer = new Producer<{ n: number }>({ brokers, topic, env, lingerMs: 2 })
   t.after(() => producer.close())
@@ -70,7 +70,7 @@ test('send and sendBatch report the partition and offset each message got', asyn
 
 test('serdes, explicit partitions, round-robin, custom partitioner and header stamping', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 4 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 4 })
   t.after(drop)
 
   const strings = new Producer<string>({
@@ -122,7 +122,7 @@ test('serdes, explicit partitions, round-robin, custom partitioner and header st
 
 test('async mode resolves when queued; close() flushes what is pending and reports it', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 2 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 2 })
   t.after(drop)
   const producer = new Producer<number>({ brokers, topic, env: { KAFKA_PRODUCER_ASYNC: 'true' }, lingerMs: 500 })
   const queued = await producer.send({ value: 0 })
@@ -142,7 +142,7 @@ test('async mode resolves when queued; close() flushes what is pending and repor
 
 test('await using closes the producer and flushes fire-and-forget sends', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers })
+  const { topic, delete: drop } = await createTestTopic({ brokers })
   t.after(drop)
   const results: Promise<unknown>[] = []
   {
@@ -157,7 +157,7 @@ test('await using closes the producer and flushes fire-and-forget sends', async 
 
 test('acks 1 and 0 without idempotence, and every compression codec, read back intact', async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers })
+  const { topic, delete: drop } = await createTestTopic({ brokers })
   t.after(drop)
   const leader = new Producer<string>({ brokers, topic, env: {}, valueSerde: stringSerde, idempotent: false, acks: 1 })
   t.after(() => leader.close())
@@ -198,7 +198,7 @@ test('acks 1 and 0 without idempotence, and every compression codec, read back i
 
 test("a message sent from a 'failed' listener while waiting messages are admitted is sent once, and so are they", async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 1 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 1 })
   t.after(drop)
   const producer = new Producer<string>({ brokers, topic, env, valueSerde: stringSerde, lingerMs: 2 })
   t.after(() => producer.close())

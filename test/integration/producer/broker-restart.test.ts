@@ -38,8 +38,8 @@ test(
   'idempotent producing across a broker SIGKILL + restart: 0 duplicates, 0 acknowledged lost',
   { timeout: 240_000 },
   async t => {
-    const brokers = cluster.bootstrapServers
-    const { topic } = await createTestTopic({ bootstrapServers: brokers, partitions: 3 })
+    const brokers = cluster.brokers
+    const { topic } = await createTestTopic({ brokers, partitions: 3 })
     const producer = new Producer<string>({
       brokers,
       topic,
@@ -93,8 +93,8 @@ test(
 )
 
 test('the breaker opens while the broker is down and closes after it returns', { timeout: 180_000 }, async t => {
-  const brokers = cluster.bootstrapServers
-  const { topic } = await createTestTopic({ bootstrapServers: brokers })
+  const brokers = cluster.brokers
+  const { topic } = await createTestTopic({ brokers })
   const producer = new Producer<string>({
     brokers,
     topic,
@@ -165,8 +165,8 @@ test('the breaker opens while the broker is down and closes after it returns', {
 })
 
 test('while the broker hangs: send timeout, full buffer failing fast or waiting', { timeout: 120_000 }, async t => {
-  const brokers = cluster.bootstrapServers
-  const { topic } = await createTestTopic({ bootstrapServers: brokers })
+  const brokers = cluster.brokers
+  const { topic } = await createTestTopic({ brokers })
   const value = 'v'.repeat(1000)
   const common = {
     brokers,

@@ -48,7 +48,7 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 let cluster: LocalKafkaCluster
 
 before(async () => {
-  cluster = await startKafka({ brokers: 3, port: PORT, fresh: true })
+  cluster = await startKafka({ nodes: 3, port: PORT, fresh: true })
 })
 after(async () => {
   await stopKafka({ port: PORT })
@@ -61,8 +61,8 @@ test(
   `defaults ride through ${FAULTS.join(', ')} of one node of three: 0 failed sends, 0 lost, 0 duplicates, order kept`,
   { timeout: 600_000 },
   async t => {
-    const brokers = cluster.bootstrapServers
-    const { topic } = await createTestTopic({ bootstrapServers: brokers, ...replicated })
+    const brokers = cluster.brokers
+    const { topic } = await createTestTopic({ brokers, ...replicated })
     const db = await createTestSchema(t)
     const table = db.qualified('records')
     await db.query(`CREATE TABLE ${table} (id integer PRIMARY KEY, key text NOT NULL)`)
@@ -134,8 +134,8 @@ test(
   'control: a 1 s delivery timeout under a node kill fails sends, and reports every one',
   { timeout: 300_000 },
   async t => {
-    const brokers = cluster.bootstrapServers
-    const { topic } = await createTestTopic({ bootstrapServers: brokers, ...replicated })
+    const brokers = cluster.brokers
+    const { topic } = await createTestTopic({ brokers, ...replicated })
     const producer = new Producer<Numbered>({ brokers, topic, env: {}, deliveryTimeoutMs: 1000 })
     t.after(() => producer.close({ timeoutMs: 5000 }))
     const faults = runFaults(cluster, topic, { faults: ['kill'], gapMs: 2000, downMs: 8000 })
@@ -160,14 +160,14 @@ test(
   'messages whose maxRetries run out (NOT_ENOUGH_REPLICAS) go to the producer DLQ',
   { timeout: 180_000 },
   async t => {
-    const all = cluster.bootstrapServers
+    const all = cluster.brokers
     const { topic: strict } = await createTestTopic({
-      bootstrapServers: all,
+      brokers: all,
       replicas: 3,
       configs: { 'min.insync.replicas': '3' }
     })
     const { topic: dlq } = await createTestTopic({
-      bootstrapServers: all,
+      brokers: all,
       replicas: 3,
       configs: { 'min.insync.replicas': '2' },
       prefix: 'kafkit-test-dlq'

@@ -16,7 +16,7 @@ import { readTopic } from '../../helpers/read-topic.ts'
 test('a message over the topic limit fails alone; the rest of its batch is written', async t => {
   const brokers = bootstrapServers()
   const { topic, delete: drop } = await createTestTopic({
-    bootstrapServers: brokers,
+    brokers,
     configs: { 'max.message.bytes': String(64 * 1024) }
   })
   t.after(drop)

@@ -16,7 +16,7 @@ import { javaConsoleProducer } from './java-tools.ts'
 test("keys land in the partition Kafka's Java producer picks", { timeout: 120_000 }, async t => {
   const brokers = bootstrapServers()
   const partitions = 7
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions })
   t.after(drop)
   const keys = [
     ...Array.from({ length: 150 }, (_, i) => `key-${i}`),

@@ -18,7 +18,7 @@ import { javaReadCommitted } from './java-tools.ts'
 
 test('read_committed sees committed transactions and never aborted ones', { timeout: 120_000 }, async t => {
   const brokers = bootstrapServers()
-  const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 3 })
+  const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 3 })
   t.after(drop)
   const producer = new Producer<string>({
     brokers,
@@ -115,7 +115,7 @@ test(
   { timeout: 120_000 },
   async t => {
     const brokers = bootstrapServers()
-    const { topic, delete: drop } = await createTestTopic({ bootstrapServers: brokers, partitions: 1 })
+    const { topic, delete: drop } = await createTestTopic({ brokers, partitions: 1 })
     t.after(drop)
     const transactionalId = uniqueName('tx-restart')
     const open = (): Producer<string> =>

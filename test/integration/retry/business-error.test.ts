@@ -13,7 +13,7 @@ import { deleteFlowTopics, produceIds, quiet, waitFor } from './helpers.ts'
 
 test('a BusinessError on a tier finishes the head of its key: parked records of the key are released in order', async t => {
   const brokers = bootstrapServers()
-  const { topic } = await createTestTopic({ bootstrapServers: brokers, partitions: 1 })
+  const { topic } = await createTestTopic({ brokers, partitions: 1 })
   t.after(() => deleteFlowTopics(brokers, topic))
   // Ids 0..4, one key: 0 fails on the origin, then is refused on the first tier; 1..4 wait behind it.
   await produceIds(brokers, topic, 5, { key: () => 'one-key' })

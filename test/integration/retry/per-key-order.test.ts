@@ -38,7 +38,7 @@ const dlqIdsOf = (records: { value?: Buffer | null }[]) =>
   records.map(record => (JSON.parse(String(record.value)) as { id: number }).id)
 
 async function inProcessRun(t: TestContext, perKeyOrdering: boolean) {
-  const { topic } = await createTestTopic({ bootstrapServers: brokers(), partitions: 3 })
+  const { topic } = await createTestTopic({ brokers: brokers(), partitions: 3 })
   t.after(() => deleteFlowTopics(brokers(), topic))
   const count = 300
   await produceIds(brokers(), topic, count, { keys: KEYS })
@@ -112,7 +112,7 @@ test('negative control: without per-key ordering the same run succeeds keys out 
 })
 
 test('per-key ordering survives SIGKILLs: a new worker releases what the killed one parked, in order, losing nothing', async t => {
-  const { topic } = await createTestTopic({ bootstrapServers: brokers(), partitions: 3 })
+  const { topic } = await createTestTopic({ brokers: brokers(), partitions: 3 })
   t.after(() => deleteFlowTopics(brokers(), topic))
   const count = 600
   const { ledger, start } = retryWorkerPool(t, {
@@ -180,7 +180,7 @@ test('per-key ordering survives SIGKILLs: a new worker releases what the killed 
 })
 
 test('per-key ordering across workers: two workers of one group, one leaving and a new one joining each wave', async t => {
-  const { topic } = await createTestTopic({ bootstrapServers: brokers(), partitions: 4 })
+  const { topic } = await createTestTopic({ brokers: brokers(), partitions: 4 })
   t.after(() => deleteFlowTopics(brokers(), topic))
   const count = 600
   const { ledger, start } = retryWorkerPool(t, {

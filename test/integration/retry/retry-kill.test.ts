@@ -32,7 +32,7 @@ const endsDead = (id: number) => deadLettered(id, TIERS.length) || undecodable(i
 
 test(`SIGKILL the retrying worker ${kills} times while ${records} records go through ${TIERS.length} tiers: nothing lost, no retry early`, async t => {
   const brokers = bootstrapServers()
-  const { topic } = await createTestTopic({ bootstrapServers: brokers, partitions: 3 })
+  const { topic } = await createTestTopic({ brokers, partitions: 3 })
   t.after(() => deleteFlowTopics(brokers, topic))
   const { ledger, start } = retryWorkerPool(t, {
     KAFKA_BROKERS: brokers.join(','),

@@ -28,7 +28,7 @@ function planOf(id: number): Plan {
 }
 
 test(`records failing k = 0..${TIERS.length + 1} times end once in the ledger or once in the DLQ; delays are honoured; the origin moves on`, async t => {
-  const { topic } = await createTestTopic({ bootstrapServers: brokers(), partitions: 3 })
+  const { topic } = await createTestTopic({ brokers: brokers(), partitions: 3 })
   t.after(() => deleteFlowTopics(brokers(), topic))
   const count = 140
   await produceIds(brokers(), topic, count, { keys: 7 })
@@ -168,7 +168,7 @@ test(`records failing k = 0..${TIERS.length + 1} times end once in the ledger or
 })
 
 test('stop() does not wait for a tier delay; after a restart the waiting record is handled once, when due', async t => {
-  const { topic } = await createTestTopic({ bootstrapServers: brokers() })
+  const { topic } = await createTestTopic({ brokers: brokers() })
   t.after(() => deleteFlowTopics(brokers(), topic))
   await produceIds(brokers(), topic, 1)
   const groupId = uniqueName('retry-group')
@@ -226,7 +226,7 @@ test('stop() does not wait for a tier delay; after a restart the waiting record 
 })
 
 test("two groups on one origin topic share its tier topics and never handle each other's retries", async t => {
-  const { topic } = await createTestTopic({ bootstrapServers: brokers(), partitions: 2 })
+  const { topic } = await createTestTopic({ brokers: brokers(), partitions: 2 })
   t.after(() => deleteFlowTopics(brokers(), topic))
   await produceIds(brokers(), topic, 40)
   const handled = { a: [] as string[], b: [] as string[] }
@@ -276,7 +276,7 @@ test("two groups on one origin topic share its tier topics and never handle each
 })
 
 test('batch handlers: a failing record is split out of its batch and retried alone on the tiers', async t => {
-  const { topic } = await createTestTopic({ bootstrapServers: brokers() })
+  const { topic } = await createTestTopic({ brokers: brokers() })
   t.after(() => deleteFlowTopics(brokers(), topic))
   await produceIds(brokers(), topic, 50)
   const batches: { topic: string; ids: number[] }[] = []
@@ -319,7 +319,7 @@ test('batch handlers: a failing record is split out of its batch and retried alo
 })
 
 test('stop() at any step of start(): start() and done() resolve, nothing is left running', async t => {
-  const { topic } = await createTestTopic({ bootstrapServers: brokers() })
+  const { topic } = await createTestTopic({ brokers: brokers() })
   t.after(() => deleteFlowTopics(brokers(), topic))
   const failures: string[] = []
   // From at once to well into starting: provisioning, the parked-keys reader, the group joins.

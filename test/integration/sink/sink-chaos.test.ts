@@ -91,9 +91,9 @@ interface ChaosResult {
 
 async function chaosRun(t: TestContext, options: ChaosOptions): Promise<ChaosResult> {
   const brokers = bootstrapServers()
-  const source = await createTestTopic({ bootstrapServers: brokers, partitions: 4, prefix: 'sink-chaos' })
+  const source = await createTestTopic({ brokers, partitions: 4, prefix: 'sink-chaos' })
   t.after(source.delete)
-  const dlq = await createTestTopic({ bootstrapServers: brokers, partitions: 2, prefix: 'sink-chaos-dlq' })
+  const dlq = await createTestTopic({ brokers, partitions: 2, prefix: 'sink-chaos-dlq' })
   t.after(dlq.delete)
   const db = await createTestSchema(t)
   const table = db.qualified('logs')

@@ -49,9 +49,9 @@ async function committedOffsets(brokers: string[], groupId: string, topic: strin
 
 test('idempotent sink: good records stored once, bad ones dead-lettered, lag 0', async t => {
   const brokers = bootstrapServers()
-  const source = await createTestTopic({ bootstrapServers: brokers, partitions: 3, prefix: 'sink-src' })
+  const source = await createTestTopic({ brokers, partitions: 3, prefix: 'sink-src' })
   t.after(source.delete)
-  const dlq = await createTestTopic({ bootstrapServers: brokers, partitions: 1, prefix: 'sink-dlq' })
+  const dlq = await createTestTopic({ brokers, partitions: 1, prefix: 'sink-dlq' })
   t.after(dlq.delete)
   const db = await createTestSchema(t)
   const table = db.qualified('logs')
@@ -97,7 +97,7 @@ test('idempotent sink: good records stored once, bad ones dead-lettered, lag 0',
 
 test('errorsTolerance none: the sink stops before the first bad record and commits up to it', async t => {
   const brokers = bootstrapServers()
-  const source = await createTestTopic({ bootstrapServers: brokers, partitions: 1, prefix: 'sink-src' })
+  const source = await createTestTopic({ brokers, partitions: 1, prefix: 'sink-src' })
   t.after(source.delete)
   const db = await createTestSchema(t)
   const table = db.qualified('logs')
@@ -131,9 +131,9 @@ test('errorsTolerance none: the sink stops before the first bad record and commi
 
 test('exactly-once, errorsTolerance all: undecodable, unmappable and database-rejected records are dead-lettered, the rest stored once', async t => {
   const brokers = bootstrapServers()
-  const source = await createTestTopic({ bootstrapServers: brokers, partitions: 2, prefix: 'sink-src' })
+  const source = await createTestTopic({ brokers, partitions: 2, prefix: 'sink-src' })
   t.after(source.delete)
-  const dlq = await createTestTopic({ bootstrapServers: brokers, partitions: 1, prefix: 'sink-dlq' })
+  const dlq = await createTestTopic({ brokers, partitions: 1, prefix: 'sink-dlq' })
   t.after(dlq.delete)
   const db = await createTestSchema(t)
   const table = db.qualified('logs')
@@ -191,7 +191,7 @@ test('exactly-once, errorsTolerance all: undecodable, unmappable and database-re
 
 test('exactly-once, errorsTolerance none: a row the database rejects stops the sink there; nothing after it is stored', async t => {
   const brokers = bootstrapServers()
-  const source = await createTestTopic({ bootstrapServers: brokers, partitions: 1, prefix: 'sink-src' })
+  const source = await createTestTopic({ brokers, partitions: 1, prefix: 'sink-src' })
   t.after(source.delete)
   const db = await createTestSchema(t)
   const table = db.qualified('logs')
@@ -237,7 +237,7 @@ test('exactly-once, errorsTolerance none: a row the database rejects stops the s
 
 test('exactly-once sink: resumes from the offsets stored in Postgres, no duplicate without a unique key', async t => {
   const brokers = bootstrapServers()
-  const source = await createTestTopic({ bootstrapServers: brokers, partitions: 2, prefix: 'sink-src' })
+  const source = await createTestTopic({ brokers, partitions: 2, prefix: 'sink-src' })
   t.after(source.delete)
   const db = await createTestSchema(t)
   const table = db.qualified('logs')
@@ -317,7 +317,7 @@ test('database outage: the breaker opens, nothing is committed or lost, and the 
     }
     await eventually(postgresReady, 30_000)
   })
-  const source = await createTestTopic({ bootstrapServers: brokers, partitions: 2, prefix: 'sink-src' })
+  const source = await createTestTopic({ brokers, partitions: 2, prefix: 'sink-src' })
   t.after(source.delete)
   const db = await createTestSchema(t)
   const table = db.qualified('logs')
