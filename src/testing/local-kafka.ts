@@ -152,7 +152,10 @@ async function portFree(port: number): Promise<boolean> {
 
 async function readState(stateDir: string): Promise<LocalKafkaCluster | null> {
   try {
-    return JSON.parse(await readFile(join(stateDir, 'cluster.json'), 'utf8')) as LocalKafkaCluster
+    const state = JSON.parse(await readFile(join(stateDir, 'cluster.json'), 'utf8')) as LocalKafkaCluster
+    // The broker list follows from the nodes (a state file of an earlier version has no `brokers`).
+    state.brokers = state.nodes.map(node => `127.0.0.1:${node.port}`)
+    return state
   } catch {
     return null
   }
