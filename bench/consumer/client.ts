@@ -5,7 +5,7 @@
  * the end offset of each partition, comma-separated, as the topic was filled from offset 0), hands each
  * to the same handler (a no-op `async () => {}`, or one that awaits `setTimeout(delay)`), commits the way
  * the client normally does, stops once every record was handled (or after `max-seconds` when given: the
- * lag workload), and prints one JSON line.
+ * io and lag workloads), and prints one JSON line.
  *
  * The clock starts when the first record reaches the handler (group join and the first fetch excluded,
  * like ConsumerPerformance's fetch.nMsg.sec) and stops when the last distinct record's handler call
@@ -36,6 +36,7 @@ import kafkajsModule from 'kafkajs'
 import { Consumer } from '../../src/consumer/consumer.ts'
 import type { ConsumedMessage } from '../../src/handling/types.ts'
 import { bytesSerde } from '../../src/message/serde.ts'
+import { allowedCpus } from '../lib/cpus.ts'
 
 // KafkaJS is CommonJS: its named exports are read off the default export.
 const { Kafka, logLevel } = kafkajsModule
@@ -69,6 +70,13 @@ export interface ClientResult {
   stopMs: number
   /** Peak resident set size of the client process (whole lifetime), MiB. */
   peakRssMb: number
+  /**
+   * What the memory is, sampled every 250 ms: the highest V8 heap (total and used) and the highest
+   * memory outside it (`external`, of which `arrayBuffers`: Buffers such as fetch responses), MiB.
+   */
+  peakMemoryMb?: { heapTotal: number; heapUsed: number; external: number; arrayBuffers: number }
+  /** CPUs the client process was allowed to run on (the benchmark pins it to one core). */
+  cpus?: string
 }
 
 type Handle = () => Promise<void>
@@ -101,8 +109,19 @@ class Tally {
     this.done = new Promise(resolve => (this.#resolve = resolve))
   }
 
+  readonly peakMemory = { heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 }
+
   start(): void {
     this.startedAt = performance.now()
+    const sample = () => {
+      const usage = process.memoryUsage()
+      const peak = this.peakMemory
+      peak.heapTotal = Math.max(peak.heapTotal, usage.heapTotal)
+      peak.heapUsed = Math.max(peak.heapUsed, usage.heapUsed)
+      peak.external = Math.max(peak.external, usage.external)
+      peak.arrayBuffers = Math.max(peak.arrayBuffers, usage.arrayBuffers)
+    }
+    setInterval(sample, 250).unref()
   }
 
   /** Call when a record reaches the handler. */
@@ -148,7 +167,14 @@ class Tally {
       mbPerSec: (messages * VALUE_BYTES) / seconds / (1024 * 1024),
       cpuUsPerMsg: (cpu.user + cpu.system) / messages,
       stopMs,
-      peakRssMb: process.resourceUsage().maxRSS / 1024
+      peakRssMb: process.resourceUsage().maxRSS / 1024,
+      peakMemoryMb: {
+        heapTotal: Math.round(this.peakMemory.heapTotal / 2 ** 20),
+        heapUsed: Math.round(this.peakMemory.heapUsed / 2 ** 20),
+        external: Math.round(this.peakMemory.external / 2 ** 20),
+        arrayBuffers: Math.round(this.peakMemory.arrayBuffers / 2 ** 20)
+      },
+      cpus: allowedCpus()
     }
   }
 }

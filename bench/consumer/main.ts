@@ -1,36 +1,40 @@
 /**
- * `npm run bench:consumer`: consumer throughput of Kafkit, raw @platformatic/kafka, KafkaJS and Kafka's
- * own Java tool (org.apache.kafka.tools.ConsumerPerformance) against the same local broker in one run.
+ * `npm run bench:consumer`: consumer CPU cost, throughput and memory of Kafkit, raw @platformatic/kafka,
+ * KafkaJS (and, on request, Kafka's own Java tool, org.apache.kafka.tools.ConsumerPerformance) against
+ * the same local broker in one run.
  *
  * Workloads, each on one topic filled once before the runs (1 KiB values of random capital letters,
- * keys `key-0000` ... over KEYS distinct keys, uncompressed), consumed in full by every client with a
- * fresh consumer group from the earliest offset:
+ * keys `key-0000` ... over KEYS distinct keys, uncompressed), consumed by every client with a fresh
+ * consumer group from the earliest offset:
  * - `noop`: MESSAGES records over PARTITIONS partitions, a no-op handler; every client commits the way
  *   it normally does (raw and Kafkit: manual commits every second; KafkaJS: its default autocommit;
- *   ConsumerPerformance as is). Clients: raw (for-await, awaiting the handler), raw-flowing (the client
- *   library's ceiling), Kafkit partition / key (limit 16) / unordered / batch handler, KafkaJS
- *   eachMessage and eachBatch, Java ConsumerPerformance;
+ *   ConsumerPerformance as is). Clients by default: raw (for-await, awaiting the handler), Kafkit
+ *   partition-ordered and batch handler, KafkaJS eachMessage; on request (CLIENTS) also raw-flowing (the
+ *   client library's ceiling), Kafkit key (limit 16) and unordered, KafkaJS eachBatch, Java;
  * - `io`: SLOW_MESSAGES records on SLOW_PARTITIONS partition(s), a handler that awaits
- *   `setTimeout(SLOW_DELAY_MS)` (simulated I/O): Kafkit partition-ordered vs key-ordered with limit 16
- *   and 64 (what key-ordered parallelism buys);
- * - `lag` (only when WORKLOADS names it): LAG_MESSAGES records over PARTITIONS partitions and the same
- *   slow handler, consumed for LAG_SECONDS only: how much memory Kafkit holds while the lag is huge
+ *   `setTimeout(SLOW_DELAY_MS)` (simulated I/O), each run at most IO_SECONDS: Kafkit partition-ordered
+ *   vs key-ordered with limit 64 (and 16 on request): what key-ordered parallelism buys;
+ * - `lag`: LAG_MESSAGES records over PARTITIONS partitions and the same slow handler, consumed for
+ *   LAG_SECONDS only, in the first LAG_ROUNDS rounds: how much memory Kafkit holds while the lag is huge
  *   (its buffers are bounded by maxBufferedRecords, whatever the lag).
- * Node clients run in their own processes (bench/consumer/client.ts), which report their peak RSS.
- * ROUNDS rounds, client order rotating per round; the median of each client is reported. After every
- * run the group's committed offsets are read back: `uncommitted` counts records handled but not covered
- * by them.
  *
- * Env: MESSAGES (200000), PARTITIONS (6), KEYS (1000), SLOW_MESSAGES (30000), SLOW_PARTITIONS (1),
- * SLOW_DELAY_MS (1), LAG_MESSAGES (1000000), LAG_SECONDS (20), ROUNDS (3), WORKLOADS (default
- * `noop,io`), CLIENTS (comma-separated subset, default all), BENCH_NODE_FLAGS (extra flags for the
- * Node client processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`), KAFKA_BROKERS (else a
- * local Kafka on port 9592 is started for the run and stopped after, or reused when one already runs
- * there), RESULT_NAME (default `consumer`). Writes bench/results/<RESULT_NAME>.json: every run, the
- * medians, `ratios` (of the medians; plus raw's CPU per record over Kafkit's, steadier on a shared
- * machine), `perRound` (the main ratios within each round) and `peakRssMb` (per workload and client).
+ * Method (bench/lib/pinning.ts): the broker JVM runs on one core, each client in its own process
+ * (bench/consumer/client.ts) under `taskset` on the other, reporting its CPU time per record over the
+ * timed window (the primary figure), msg/s and peak RSS. ROUNDS rounds, the clients interleaved (every
+ * client once per round, the order rotating); each target ratio is computed within each round and
+ * reported as the median of the rounds with its spread (bench/lib/targets.ts). After every run the
+ * group's committed offsets are read back: `uncommitted` counts records handled but not covered by them.
+ *
+ * Env: MESSAGES (300000), PARTITIONS (6), KEYS (1000), SLOW_MESSAGES (30000), SLOW_PARTITIONS (1),
+ * SLOW_DELAY_MS (5), IO_SECONDS (6), LAG_MESSAGES (1000000), LAG_SECONDS (10), LAG_ROUNDS (3), ROUNDS (5),
+ * WORKLOADS (default `noop,io,lag`), CLIENTS (comma-separated; default raw, kafkit-partition,
+ * kafkit-batch, kafkajs, kafkit-key64), BENCH_NODE_FLAGS (extra flags for the Node client processes,
+ * e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`), RESULT_NAME (default `consumer`), KAFKA_BROKERS (an
+ * existing cluster, not pinned) and the pinning variables of bench/lib/pinning.ts. Writes
+ * bench/results/<RESULT_NAME>.json: every run, the medians, `targets`, `cpuRatios` and
+ * `throughputRatios` (median and spread of the per-round ratios), `perRound` and `peakRssMb`.
  */
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, totalmem } from 'node:os'
@@ -38,28 +42,31 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Admin, Producer } from '@platformatic/kafka'
 import { ensureKafkaDistribution } from '../../src/testing/kafka-distribution.ts'
-import { kafkaStatus, startKafka, stopKafka } from '../../src/testing/local-kafka.ts'
 import { uniqueName } from '../../src/testing/topics.ts'
+import { benchKafka, CLIENT_CPU, PINNING, runClient } from '../lib/pinning.ts'
+import { codeState, entry, median, printTargets, spread, toJson, type TargetEntry } from '../lib/targets.ts'
 import { COMMIT_INTERVAL_MS, FETCH, VALUE_BYTES, type ClientResult } from './client.ts'
 
 const run = promisify(execFile)
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
-const MESSAGES = env('MESSAGES', 200_000)
+const MESSAGES = env('MESSAGES', 300_000)
 const PARTITIONS = env('PARTITIONS', 6)
 const KEYS = env('KEYS', 1000)
 const SLOW_MESSAGES = env('SLOW_MESSAGES', 30_000)
 const SLOW_PARTITIONS = env('SLOW_PARTITIONS', 1)
-const SLOW_DELAY_MS = env('SLOW_DELAY_MS', 1)
+const SLOW_DELAY_MS = env('SLOW_DELAY_MS', 5)
+const IO_SECONDS = env('IO_SECONDS', 6)
 const LAG_MESSAGES = env('LAG_MESSAGES', 1_000_000)
-const LAG_SECONDS = env('LAG_SECONDS', 20)
-const ROUNDS = env('ROUNDS', 3)
-const PORT = 9592
+const LAG_SECONDS = env('LAG_SECONDS', 10)
+const ROUNDS = env('ROUNDS', 5)
+const LAG_ROUNDS = Math.min(ROUNDS, env('LAG_ROUNDS', 3))
 
 const workloads = {
   noop: {
     delayMs: 0,
     messages: MESSAGES,
     partitions: PARTITIONS,
+    seconds: 0,
     clients: [
       'raw',
       'raw-flowing',
@@ -76,6 +83,7 @@ const workloads = {
     delayMs: SLOW_DELAY_MS,
     messages: SLOW_MESSAGES,
     partitions: SLOW_PARTITIONS,
+    seconds: IO_SECONDS,
     clients: ['kafkit-partition', 'kafkit-key', 'kafkit-key64']
   },
   lag: {
@@ -87,22 +95,16 @@ const workloads = {
   }
 } as const
 type Workload = keyof typeof workloads
-const only = process.env.CLIENTS?.split(',').filter(Boolean)
-const chosen = (process.env.WORKLOADS ?? 'noop,io').split(',').filter(Boolean)
+const only = (process.env.CLIENTS ?? 'raw,kafkit-partition,kafkit-batch,kafkajs,kafkit-key64')
+  .split(',')
+  .filter(Boolean)
+const chosen = (process.env.WORKLOADS ?? 'noop,io,lag').split(',').filter(Boolean)
 const selected = (workload: Workload) =>
-  chosen.includes(workload)
-    ? (workloads[workload].clients.filter(client => !only || only.includes(client)) as string[])
-    : []
-const secondsOf = (workload: Workload) => ('seconds' in workloads[workload] ? LAG_SECONDS : 0)
+  chosen.includes(workload) ? (workloads[workload].clients.filter(client => only.includes(client)) as string[]) : []
+const roundsOf = (workload: Workload) => (workload === 'lag' ? LAG_ROUNDS : ROUNDS)
 
-let brokers = process.env.KAFKA_BROKERS?.split(',').filter(Boolean)
-let startedHere = false
-if (!brokers?.length) {
-  const running = await kafkaStatus({ port: PORT })
-  startedHere = !running?.nodes.every(n => n.running)
-  brokers = (await startKafka({ port: PORT, log: line => console.error(line) })).bootstrapServers
-}
-const bootstrap = brokers
+const kafka = await benchKafka()
+const bootstrap = kafka.bootstrap
 const admin = new Admin({ clientId: 'bench-admin', bootstrapBrokers: bootstrap })
 
 /** Creates `topic` and fills it with `total` keyed 1 KiB records; returns each partition's end offset. */
@@ -152,63 +154,38 @@ async function committedRecords(group: string, topic: string, ends: number[]): P
   return ends.reduce((n, end, partition) => n + Math.min(end, committed.get(partition) ?? 0), 0)
 }
 
-async function nodeClient(
-  client: string,
-  topic: string,
-  ends: number[],
-  group: string,
-  delayMs: number,
-  maxSeconds: number
-) {
-  const child = spawn(
-    process.execPath,
-    [
-      '--conditions=development',
-      // KafkaJS 2.2.4 sets negative timeouts on Node 24 (harmless, but one warning per run).
-      '--disable-warning=TimeoutNegativeWarning',
-      ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
-      join(import.meta.dirname, 'client.ts'),
-      client,
-      topic,
-      ends.join(','),
-      group,
-      String(delayMs),
-      String(maxSeconds)
-    ],
-    { env: { ...process.env, KAFKA_BROKERS: bootstrap.join(',') }, stdio: ['ignore', 'pipe', 'inherit'] }
+function nodeClient(client: string, topic: string, ends: number[], group: string, delayMs: number, maxSeconds: number) {
+  return runClient<ClientResult>(
+    client,
+    [join(import.meta.dirname, 'client.ts'), client, topic, ends.join(','), group, String(delayMs), String(maxSeconds)],
+    { ...process.env, KAFKA_BROKERS: bootstrap.join(',') }
   )
-  let out = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk))
-  const code = await new Promise<number | null>(resolve => child.on('close', resolve))
-  if (code !== 0) throw new Error(`${client} exited ${String(code)}`)
-  return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as ClientResult
 }
 
 async function javaClient(topic: string, ends: number[], group: string): Promise<ClientResult> {
   const dist = await ensureKafkaDistribution()
   const total = ends.reduce((a, b) => a + b, 0)
-  const { stdout } = await run(
+  const java = [
     'java',
-    [
-      '-Xms512m',
-      '-Xmx1g',
-      `-Dlog4j2.configurationFile=${dist.log4jConfig}`,
-      '-cp',
-      dist.classPath,
-      'org.apache.kafka.tools.ConsumerPerformance',
-      '--bootstrap-server',
-      bootstrap.join(','),
-      '--topic',
-      topic,
-      '--group',
-      group,
-      '--messages',
-      String(total),
-      '--timeout',
-      '60000'
-    ],
-    { maxBuffer: 16 * 1024 * 1024 }
-  )
+    '-Xms512m',
+    '-Xmx1g',
+    `-Dlog4j2.configurationFile=${dist.log4jConfig}`,
+    '-cp',
+    dist.classPath,
+    'org.apache.kafka.tools.ConsumerPerformance',
+    '--bootstrap-server',
+    bootstrap.join(','),
+    '--topic',
+    topic,
+    '--group',
+    group,
+    '--messages',
+    String(total),
+    '--timeout',
+    '60000'
+  ]
+  const [command, ...args] = PINNING ? ['taskset', '-c', String(CLIENT_CPU), ...java] : java
+  const { stdout } = await run(command as string, args, { maxBuffer: 16 * 1024 * 1024 })
   // The header line first (start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg,
   // nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec), the figures last,
   // client log lines in between.
@@ -243,13 +220,6 @@ async function javaClient(topic: string, ends: number[], group: string): Promise
   }
 }
 
-const median = (values: number[]) => {
-  const sorted = values.filter(v => !Number.isNaN(v)).sort((a, b) => a - b)
-  if (sorted.length === 0) return Number.NaN
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
-}
-
 type Run = ClientResult & { workload: Workload; round: number; uncommitted: number }
 const runs: Run[] = []
 const topics: Record<string, { topic: string; ends: number[] }> = {}
@@ -257,15 +227,7 @@ const groups: string[] = []
 const failures: { round: number; workload: Workload; client: string; error: string }[] = []
 const startedAt = new Date()
 const loadBefore = loadavg()
-// What was measured: the commit, and whether the code the clients import had local changes.
-const git = async (...args: string[]) => (await run('git', args, { cwd: import.meta.dirname })).stdout.trimEnd()
-const code = {
-  commit: await git('rev-parse', 'HEAD').catch(() => 'unknown'),
-  localChanges: await git('status', '--porcelain', '--', '../../src').then(
-    out => out.split('\n').filter(Boolean),
-    () => []
-  )
-}
+const code = codeState()
 try {
   for (const workload of Object.keys(workloads) as Workload[]) {
     const { partitions, messages } = workloads[workload]
@@ -278,11 +240,11 @@ try {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const workload of Object.keys(workloads) as Workload[]) {
       const clients = selected(workload)
-      if (clients.length === 0) continue
+      if (clients.length === 0 || round > roundsOf(workload)) continue
       const { topic, ends } = topics[workload] as { topic: string; ends: number[] }
-      const { delayMs } = workloads[workload]
-      // Rotate the order so no client always runs first (or right after Java's JVM exits).
-      const order = clients.map((_, i) => clients[(i + round) % clients.length] as string)
+      const { delayMs, seconds } = workloads[workload]
+      // Interleaved: every client once per round, the order rotating from round to round.
+      const order = clients.map((_, i) => clients[(i + round - 1) % clients.length] as string)
       for (const client of order) {
         const group = uniqueName(`bench-consumer-${client}`)
         groups.push(group)
@@ -291,7 +253,7 @@ try {
           result =
             client === 'java'
               ? await javaClient(topic, ends, group)
-              : await nodeClient(client, topic, ends, group, delayMs, secondsOf(workload))
+              : await nodeClient(client, topic, ends, group, delayMs, seconds)
         } catch (error) {
           // One failed run (a crash, a broker hiccup) is recorded; the other runs still count.
           failures.push({ round, workload, client, error: String(error) })
@@ -301,9 +263,13 @@ try {
         // Handled but not covered by the group's commits (0 for a client that commits what it handled).
         const left = Math.max(0, result.messages - (await committedRecords(group, topic, ends)))
         runs.push({ ...result, workload, round, uncommitted: left })
-        const rss = Number.isNaN(result.peakRssMb) ? '' : ` rss ${result.peakRssMb.toFixed(0).padStart(4)} MB`
+        const memory = result.peakMemoryMb
+        const rss =
+          (Number.isNaN(result.peakRssMb) ? '' : ` rss ${result.peakRssMb.toFixed(0).padStart(4)} MB`) +
+          (memory ? ` (heap ${memory.heapTotal}, buffers ${memory.arrayBuffers})` : '')
+        const cpu = Number.isNaN(result.cpuUsPerMsg) ? '' : ` ${result.cpuUsPerMsg.toFixed(2).padStart(7)} µs CPU/msg`
         console.error(
-          `round ${round} ${workload.padEnd(4)} ${client.padEnd(17)} ${result.msgsPerSec.toFixed(0).padStart(8)} msg/s ${result.mbPerSec.toFixed(1).padStart(6)} MB/s${rss}${result.duplicates ? ` dup ${result.duplicates}` : ''}${left ? ` uncommitted ${left}` : ''}`
+          `round ${round} ${workload.padEnd(4)} ${client.padEnd(17)} ${result.msgsPerSec.toFixed(0).padStart(8)} msg/s${cpu}${rss}${result.duplicates ? ` dup ${result.duplicates}` : ''}${left ? ` uncommitted ${left}` : ''}`
         )
       }
     }
@@ -315,7 +281,7 @@ try {
   }
   await admin.deleteGroups({ groups }).catch(() => undefined)
   await admin.close()
-  if (startedHere) await stopKafka({ port: PORT })
+  await kafka.release()
 }
 
 type Summary = {
@@ -348,36 +314,72 @@ for (const workload of Object.keys(workloads) as Workload[]) {
   }
   medians[workload] = table
 }
-const rate = (workload: Workload, client: string) => medians[workload]?.[client]?.msgsPerSec ?? Number.NaN
-const ratios = {
-  'kafkit/raw': rate('noop', 'kafkit-partition') / rate('noop', 'raw'),
-  'kafkit/kafkajs': rate('noop', 'kafkit-partition') / rate('noop', 'kafkajs'),
-  'kafkit/java': rate('noop', 'kafkit-partition') / rate('noop', 'java'),
-  'keyParallel/partitionOrdered': rate('io', 'kafkit-key64') / rate('io', 'kafkit-partition'),
-  'kafkit/raw-flowing': rate('noop', 'kafkit-partition') / rate('noop', 'raw-flowing'),
-  'kafkit/kafkajs-batch': rate('noop', 'kafkit-partition') / rate('noop', 'kafkajs-batch'),
-  'kafkit-key/raw': rate('noop', 'kafkit-key') / rate('noop', 'raw'),
-  'kafkit-batch/raw': rate('noop', 'kafkit-batch') / rate('noop', 'raw'),
-  'kafkit-batch/kafkajs-batch': rate('noop', 'kafkit-batch') / rate('noop', 'kafkajs-batch'),
-  'kafkit-unordered/raw': rate('noop', 'kafkit-unordered') / rate('noop', 'raw'),
-  'raw/java': rate('noop', 'raw') / rate('noop', 'java'),
-  'keyParallel16/partitionOrdered': rate('io', 'kafkit-key') / rate('io', 'kafkit-partition'),
-  // CPU per record moves less than throughput when other processes share the cores: raw's over Kafkit's.
-  'kafkit/raw (cpu per record)':
-    (medians.noop?.raw?.cpuUsPerMsg ?? Number.NaN) / (medians.noop?.['kafkit-partition']?.cpuUsPerMsg ?? Number.NaN)
+
+const of = (round: number, workload: Workload, client: string) =>
+  runs.find(r => r.round === round && r.workload === workload && r.client === client)
+const roundNumbers = (workload: Workload) => Array.from({ length: roundsOf(workload) }, (_, i) => i + 1)
+/** Per round: CPU per record of `other` over `mine` (higher: `mine` is cheaper). */
+const cpuRatio = (mine: string, other: string, workload: Workload = 'noop') =>
+  roundNumbers(workload).map(
+    round =>
+      (of(round, workload, other)?.cpuUsPerMsg ?? Number.NaN) / (of(round, workload, mine)?.cpuUsPerMsg ?? Number.NaN)
+  )
+/** Per round: msg/s of `mine` over `other`. */
+const rateRatio = (mine: string, other: string, workload: Workload = 'noop') =>
+  roundNumbers(workload).map(
+    round =>
+      (of(round, workload, mine)?.msgsPerSec ?? Number.NaN) / (of(round, workload, other)?.msgsPerSec ?? Number.NaN)
+  )
+const has = (workload: Workload, ...clients: string[]) => clients.every(c => selected(workload).includes(c))
+
+const targets: Record<string, TargetEntry> = {}
+if (has('noop', 'kafkit-batch', 'raw'))
+  targets['consumer.kafkit-batch/raw'] = entry('consumer.kafkit-batch/raw', cpuRatio('kafkit-batch', 'raw'))
+if (has('noop', 'kafkit-partition', 'raw'))
+  targets['consumer.kafkit/raw'] = entry('consumer.kafkit/raw', cpuRatio('kafkit-partition', 'raw'))
+if (has('noop', 'kafkit-partition', 'kafkajs')) {
+  targets['consumer.kafkit/kafkajs'] = entry('consumer.kafkit/kafkajs', cpuRatio('kafkit-partition', 'kafkajs'))
 }
-/** kafkit/raw and kafkit/kafkajs within each round (runs minutes apart see different loads). */
-const perRound = Array.from({ length: ROUNDS }, (_, i) => {
-  const of = (client: string) =>
-    runs.find(r => r.round === i + 1 && r.workload === 'noop' && r.client === client)?.msgsPerSec ?? Number.NaN
-  return {
-    round: i + 1,
-    'kafkit/raw': of('kafkit-partition') / of('raw'),
-    'kafkit/kafkajs': of('kafkit-partition') / of('kafkajs'),
-    'kafkit/java': of('kafkit-partition') / of('java'),
-    'kafkit-batch/raw': of('kafkit-batch') / of('raw')
-  }
-})
+if (has('io', 'kafkit-key64', 'kafkit-partition')) {
+  targets['consumer.keyParallel/partitionOrdered'] = entry(
+    'consumer.keyParallel/partitionOrdered',
+    rateRatio('kafkit-key64', 'kafkit-partition', 'io')
+  )
+}
+if (selected('lag').length > 0) {
+  // Per lag round: the highest peak RSS of the Kafkit clients in it.
+  targets['consumer.peakRssMb'] = entry(
+    'consumer.peakRssMb',
+    roundNumbers('lag').map(round =>
+      Math.max(...selected('lag').map(client => of(round, 'lag', client)?.peakRssMb ?? Number.NaN))
+    )
+  )
+}
+
+/** Every pair of interest: median and spread of the per-round ratios, by CPU per record and by msg/s. */
+const pairs: [string, string, string, Workload][] = [
+  ['kafkit/raw', 'kafkit-partition', 'raw', 'noop'],
+  ['kafkit-batch/raw', 'kafkit-batch', 'raw', 'noop'],
+  ['kafkit/kafkajs', 'kafkit-partition', 'kafkajs', 'noop'],
+  ['kafkit-batch/kafkajs-batch', 'kafkit-batch', 'kafkajs-batch', 'noop'],
+  ['kafkit-key/raw', 'kafkit-key', 'raw', 'noop'],
+  ['kafkit-unordered/raw', 'kafkit-unordered', 'raw', 'noop'],
+  ['kafkit/raw-flowing', 'kafkit-partition', 'raw-flowing', 'noop'],
+  ['kafkit/java', 'kafkit-partition', 'java', 'noop'],
+  ['keyParallel/partitionOrdered', 'kafkit-key64', 'kafkit-partition', 'io'],
+  ['keyParallel16/partitionOrdered', 'kafkit-key', 'kafkit-partition', 'io']
+]
+const cpuRatios: Record<string, ReturnType<typeof spread>> = {}
+const throughputRatios: Record<string, ReturnType<typeof spread>> = {}
+const perRound: Record<string, { cpu: number[]; msgsPerSec: number[] }> = {}
+for (const [name, mine, other, workload] of pairs) {
+  if (!has(workload, mine, other)) continue
+  const cpu = cpuRatio(mine, other, workload)
+  const rate = rateRatio(mine, other, workload)
+  perRound[name] = { cpu, msgsPerSec: rate }
+  cpuRatios[name] = spread(cpu)
+  throughputRatios[name] = spread(rate)
+}
 /** Peak RSS of each Node client process, the highest across rounds, per workload. */
 const peakRssMb: Record<string, number> = {}
 for (const [workload, table] of Object.entries(medians)) {
@@ -387,14 +389,15 @@ for (const [workload, table] of Object.entries(medians)) {
 }
 
 const describe: Record<Workload, string> = {
-  noop: `${MESSAGES} x 1 KiB, ${PARTITIONS} partitions, ${KEYS} keys, no-op handler`,
-  io: `${SLOW_MESSAGES} x 1 KiB, ${SLOW_PARTITIONS} partition(s), ${KEYS} keys, handler awaits setTimeout(${SLOW_DELAY_MS})`,
-  lag: `${LAG_MESSAGES} x 1 KiB of lag, ${PARTITIONS} partitions, handler awaits setTimeout(${SLOW_DELAY_MS}), ${LAG_SECONDS} s per run`
+  noop: `${MESSAGES} x 1 KiB, ${PARTITIONS} partitions, ${KEYS} keys, no-op handler, median of ${ROUNDS} rounds`,
+  io: `${SLOW_MESSAGES} x 1 KiB, ${SLOW_PARTITIONS} partition(s), ${KEYS} keys, handler awaits setTimeout(${SLOW_DELAY_MS}), at most ${IO_SECONDS} s per run, median of ${ROUNDS} rounds`,
+  lag: `${LAG_MESSAGES} x 1 KiB of lag, ${PARTITIONS} partitions, handler awaits setTimeout(${SLOW_DELAY_MS}), ${LAG_SECONDS} s per run, ${LAG_ROUNDS} rounds`
 }
+console.log(`\n(broker and client pinned: ${String(kafka.placement.pinned)})`)
 for (const workload of Object.keys(workloads) as Workload[]) {
   const table = medians[workload]
   if (!table || Object.keys(table).length === 0) continue
-  console.log(`\n${workload}: ${describe[workload]}, median of ${ROUNDS} rounds`)
+  console.log(`\n${workload}: ${describe[workload]}`)
   console.log(`client              msg/s    MB/s  cpu µs/msg  peak RSS MB  s with join`)
   for (const [client, s] of Object.entries(table)) {
     const cpu = Number.isNaN(s.cpuUsPerMsg) ? '-' : s.cpuUsPerMsg.toFixed(2)
@@ -404,49 +407,54 @@ for (const workload of Object.keys(workloads) as Workload[]) {
     )
   }
 }
-console.log('\nratios (msg/s of the medians):')
-for (const [name, value] of Object.entries(ratios)) console.log(`  ${name.padEnd(32)} ${value.toFixed(3)}`)
-console.log('per round (kafkit/raw, kafkit/kafkajs, kafkit/java):')
-for (const r of perRound) {
+console.log('\nratios per round, median (min..max): CPU per record (other over mine) | msg/s (mine over other)')
+for (const [name, cpu] of Object.entries(cpuRatios)) {
+  const rate = throughputRatios[name] as ReturnType<typeof spread>
+  const c = Number.isFinite(cpu.median)
+    ? `${cpu.median.toFixed(2)} (${cpu.min.toFixed(2)}..${cpu.max.toFixed(2)})`
+    : '-'
   console.log(
-    `  round ${r.round}: ${r['kafkit/raw'].toFixed(3)}  ${r['kafkit/kafkajs'].toFixed(3)}  ${r['kafkit/java'].toFixed(3)}`
+    `  ${name.padEnd(32)} ${c.padStart(18)} | ${rate.median.toFixed(2)} (${rate.min.toFixed(2)}..${rate.max.toFixed(2)})`
   )
 }
+console.log('\ntargets:')
+printTargets(targets, line => console.log(`  ${line}`))
 
 await mkdir(join(import.meta.dirname, '..', 'results'), { recursive: true })
 const file = join(import.meta.dirname, '..', 'results', `${process.env.RESULT_NAME ?? 'consumer'}.json`)
 await writeFile(
   file,
-  `${JSON.stringify(
-    {
-      benchmark: 'consumer',
-      startedAt: startedAt.toISOString(),
-      code,
-      settings: {
-        rounds: ROUNDS,
-        valueBytes: VALUE_BYTES,
-        keys: KEYS,
-        workloads: Object.fromEntries(
-          Object.entries(workloads).map(([name, w]) => [name, { ...w, clients: selected(name as Workload) }])
-        ),
-        rawAndKafkitFetch: FETCH,
-        commitIntervalMs: COMMIT_INTERVAL_MS,
-        brokers: bootstrap
-      },
-      machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), loadBefore, loadAfter: loadavg() },
-      runs,
-      medians,
-      ratios,
-      perRound,
-      peakRssMb,
-      failures
+  toJson({
+    benchmark: 'consumer',
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    code,
+    settings: {
+      rounds: ROUNDS,
+      lagRounds: LAG_ROUNDS,
+      valueBytes: VALUE_BYTES,
+      keys: KEYS,
+      workloads: Object.fromEntries(
+        Object.entries(workloads).map(([name, w]) => [name, { ...w, clients: selected(name as Workload) }])
+      ),
+      rawAndKafkitFetch: FETCH,
+      commitIntervalMs: COMMIT_INTERVAL_MS,
+      brokers: bootstrap
     },
-    (_key, value: unknown) => (typeof value === 'number' && Number.isNaN(value) ? null : value),
-    2
-  )}\n`
+    placement: kafka.placement,
+    machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), loadBefore, loadAfter: loadavg() },
+    targets,
+    medians,
+    cpuRatios,
+    throughputRatios,
+    perRound,
+    peakRssMb,
+    runs,
+    failures
+  })
 )
 console.log(`\nwrote ${file}`)
 if (failures.length > 0) {
-  console.error(`${failures.length} run(s) failed; their clients' medians leave them out`)
+  console.error(`${failures.length} run(s) failed; their rounds' ratios leave them out`)
   process.exitCode = 1
 }

@@ -1,23 +1,29 @@
 /**
- * `npm run bench:producer`: producer throughput of Kafkit, raw @platformatic/kafka, KafkaJS and
- * Kafka's own Java tool (org.apache.kafka.tools.ProducerPerformance) against the same local broker
- * in one run. Every client sends MESSAGES records of the same 1 KiB value (random capital letters,
- * like ProducerPerformance's own payload) with acks=all and idempotence, once uncompressed and once
- * with lz4, into a fresh one-partition topic per run, in requests of ~500 records with up to 5 in
- * flight (Java: batch.size 512 KiB, linger.ms 5, max.in.flight 5). Node clients run in their own
- * processes (bench/producer/client.ts). ROUNDS rounds, client order rotating per round; the median
- * of each client is reported.
+ * `npm run bench:producer`: producer CPU cost and throughput of Kafkit, raw @platformatic/kafka, KafkaJS
+ * (and, on request, Kafka's own Java tool, org.apache.kafka.tools.ProducerPerformance) against the same
+ * local broker in one run. Every client sends MESSAGES records of the same 1 KiB value (random capital
+ * letters, like ProducerPerformance's own payload) with acks=all and idempotence, once uncompressed and
+ * once with lz4, into a fresh one-partition topic per run, in requests of ~500 records with up to 5 in
+ * flight (Java: batch.size 512 KiB, linger.ms 5, max.in.flight 5; `kafkit-defaults` keeps the
+ * Producer's own request defaults).
  *
- * Env: MESSAGES (default 200000), ROUNDS (default 3), KAFKA_BROKERS (else a local Kafka on port
- * 9192 is started for the run and stopped after, or reused when one already runs there), CLIENTS
- * (comma-separated subset, default all), BENCH_NODE_FLAGS (extra flags for the Node client
- * processes, e.g. `--cpu-prof`), RESULT_NAME (default `producer`).
- * Writes bench/results/<RESULT_NAME>.json: every run, the medians, `ratios` (kafkit/raw,
- * kafkit/kafkajs, kafkit/java: each the lowest across the compression settings; kafkit means
- * `sendBatch`, the like-for-like call; `kafkit-send/*` is the per-message send()) and `perRound`
- * (kafkit/raw within each round and compression: runs minutes apart see different loads).
+ * Method (bench/lib/pinning.ts): the broker JVM runs on one core, each client in its own process
+ * (bench/producer/client.ts) under `taskset` on the other. The primary figure is the client process's CPU
+ * time per message over the timed window; msg/s is reported beside it. ROUNDS rounds, the clients
+ * interleaved (each round runs every client once per compression, the order rotating from round to
+ * round); each target ratio is computed within each round and reported as the median of the rounds
+ * with its spread (bench/lib/targets.ts): `kafkit/raw` = CPU per message of raw over Kafkit's
+ * (higher is better for Kafkit), the lowest of the compressions' medians.
+ *
+ * Env: MESSAGES (default 400000), ROUNDS (default 5), WARMUP (0: no discarded warm-up run), CLIENTS
+ * (comma-separated, default raw,kafkit-batch,kafkit-defaults,kafkajs; also kafkit-send, kafkit-stamped,
+ * java), BENCH_NODE_FLAGS (extra flags for the Node client processes, e.g. `--cpu-prof`), RESULT_NAME
+ * (default `producer`), KAFKA_BROKERS (an existing cluster, not pinned) and the pinning variables of
+ * bench/lib/pinning.ts.
+ * Writes bench/results/<RESULT_NAME>.json: every run, the medians per client and compression, `targets`
+ * (the issue's ratios), `perRound` (CPU and msg/s ratios of every round) and `throughputRatios`.
  */
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os'
@@ -25,33 +31,35 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Admin } from '@platformatic/kafka'
 import { ensureKafkaDistribution } from '../../src/testing/kafka-distribution.ts'
-import { kafkaStatus, startKafka, stopKafka } from '../../src/testing/local-kafka.ts'
 import { uniqueName } from '../../src/testing/topics.ts'
+import { benchKafka, CLIENT_CPU, PINNING, runClient } from '../lib/pinning.ts'
+import { codeState, lowest, median, printTargets, spread, TARGETS, toJson, type TargetEntry } from '../lib/targets.ts'
 import { BATCH, IN_FLIGHT, type ClientResult } from './client.ts'
 
 const run = promisify(execFile)
-const MESSAGES = Number(process.env.MESSAGES ?? 200_000)
-const ROUNDS = Number(process.env.ROUNDS ?? 3)
-const PORT = 9192
+const MESSAGES = Number(process.env.MESSAGES ?? 400_000)
+const WARMUP = process.env.WARMUP !== '0'
+const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const compressions = ['none', 'lz4'] as const
-const nodeClients = ['raw', 'kafkit-batch', 'kafkit-send', 'kafkit-defaults', 'kafkajs'] as const
-const allClients = [...nodeClients, 'java'] as const
+const allClients = [
+  'raw',
+  'kafkit-batch',
+  'kafkit-send',
+  'kafkit-stamped',
+  'kafkit-defaults',
+  'kafkajs',
+  'java'
+] as const
 type Client = (typeof allClients)[number]
-const only = process.env.CLIENTS?.split(',').filter(Boolean)
-const unknownClients = only?.filter(name => !(allClients as readonly string[]).includes(name)) ?? []
+const only = (process.env.CLIENTS ?? 'raw,kafkit-batch,kafkit-defaults,kafkajs').split(',').filter(Boolean)
+const unknownClients = only.filter(name => !(allClients as readonly string[]).includes(name))
 if (unknownClients.length > 0) {
   throw new Error(`CLIENTS names unknown client(s) ${unknownClients.join(', ')}; known: ${allClients.join(', ')}`)
 }
-const clients = only ? allClients.filter(client => only.includes(client)) : allClients
+const clients = allClients.filter(client => only.includes(client))
 
-let brokers = process.env.KAFKA_BROKERS?.split(',').filter(Boolean)
-let startedHere = false
-if (!brokers?.length) {
-  const running = await kafkaStatus({ port: PORT })
-  startedHere = !running?.nodes.every(n => n.running)
-  brokers = (await startKafka({ port: PORT, log: line => console.error(line) })).bootstrapServers
-}
-const bootstrap = brokers
+const kafka = await benchKafka()
+const bootstrap = kafka.bootstrap
 
 // One payload for everybody: 1024 random capital letters, as ProducerPerformance generates its own.
 const payload = Buffer.from(Array.from({ length: 1024 }, () => 65 + randomInt(26)))
@@ -71,58 +79,43 @@ async function withTopic<T>(fn: (topic: string) => Promise<T>): Promise<T> {
   }
 }
 
-async function nodeClient(client: string, compression: string, topic: string): Promise<ClientResult> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--conditions=development',
-      ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
-      join(import.meta.dirname, 'client.ts'),
-      client,
-      compression,
-      String(MESSAGES),
-      topic,
-      payloadFile
-    ],
-    { env: { ...process.env, KAFKA_BROKERS: bootstrap.join(',') }, stdio: ['ignore', 'pipe', 'inherit'] }
+function nodeClient(client: string, compression: string, topic: string): Promise<ClientResult> {
+  return runClient<ClientResult>(
+    client,
+    [join(import.meta.dirname, 'client.ts'), client, compression, String(MESSAGES), topic, payloadFile],
+    { ...process.env, KAFKA_BROKERS: bootstrap.join(',') }
   )
-  let out = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk))
-  const code = await new Promise<number | null>(resolve => child.on('close', resolve))
-  if (code !== 0) throw new Error(`${client} exited ${String(code)}`)
-  return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as ClientResult
 }
 
 async function javaClient(compression: string, topic: string): Promise<ClientResult> {
   const dist = await ensureKafkaDistribution()
-  const { stdout } = await run(
+  const java = [
     'java',
-    [
-      '-Xms512m',
-      '-Xmx1g',
-      `-Dlog4j2.configurationFile=${dist.log4jConfig}`,
-      '-cp',
-      dist.classPath,
-      'org.apache.kafka.tools.ProducerPerformance',
-      '--topic',
-      topic,
-      '--num-records',
-      String(MESSAGES),
-      '--payload-file',
-      payloadFile,
-      '--throughput',
-      '-1',
-      '--producer-props',
-      `bootstrap.servers=${bootstrap.join(',')}`,
-      'acks=all',
-      'enable.idempotence=true',
-      `compression.type=${compression}`,
-      `batch.size=${512 * 1024}`,
-      'linger.ms=5',
-      `max.in.flight.requests.per.connection=${IN_FLIGHT}`
-    ],
-    { maxBuffer: 16 * 1024 * 1024 }
-  )
+    '-Xms512m',
+    '-Xmx1g',
+    `-Dlog4j2.configurationFile=${dist.log4jConfig}`,
+    '-cp',
+    dist.classPath,
+    'org.apache.kafka.tools.ProducerPerformance',
+    '--topic',
+    topic,
+    '--num-records',
+    String(MESSAGES),
+    '--payload-file',
+    payloadFile,
+    '--throughput',
+    '-1',
+    '--producer-props',
+    `bootstrap.servers=${bootstrap.join(',')}`,
+    'acks=all',
+    'enable.idempotence=true',
+    `compression.type=${compression}`,
+    `batch.size=${512 * 1024}`,
+    'linger.ms=5',
+    `max.in.flight.requests.per.connection=${IN_FLIGHT}`
+  ]
+  const [command, ...args] = PINNING ? ['taskset', '-c', String(CLIENT_CPU), ...java] : java
+  const { stdout } = await run(command as string, args, { maxBuffer: 16 * 1024 * 1024 })
   // Last summary line: "200000 records sent, 95238.1 records/sec (93.01 MB/sec), ..."
   const summary = stdout
     .trim()
@@ -144,33 +137,48 @@ async function javaClient(compression: string, topic: string): Promise<ClientRes
   }
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
-}
-
 const runs: (ClientResult & { round: number })[] = []
+const failures: { round: number; compression: string; client: string; error: string }[] = []
 const startedAt = new Date()
 const loadBefore = loadavg()
+const code = codeState()
 try {
+  // A freshly started broker answers its first produce requests slowly (its JIT is cold): one discarded
+  // run per compression before the rounds, so round 1 does not measure the broker's warm-up.
+  if (WARMUP) {
+    for (const compression of compressions) {
+      const warm = await withTopic(topic => nodeClient('raw', compression, topic))
+      console.error(
+        `warm-up ${compression.padEnd(4)} raw ${warm.msgsPerSec.toFixed(0).padStart(8)} msg/s (not counted)`
+      )
+    }
+  }
   for (let round = 1; round <= ROUNDS; round++) {
     for (const compression of compressions) {
-      // Rotate the order so no client always runs first (or right after Java's JVM exits).
-      const order = clients.map((_, i) => clients[(i + round) % clients.length] as Client)
+      // Interleaved: every client once per round and compression, the order rotating from round to round.
+      const order = clients.map((_, i) => clients[(i + round - 1) % clients.length] as Client)
       for (const client of order) {
-        const result = await withTopic(topic =>
-          client === 'java' ? javaClient(compression, topic) : nodeClient(client, compression, topic)
-        )
+        let result: ClientResult
+        try {
+          result = await withTopic(topic =>
+            client === 'java' ? javaClient(compression, topic) : nodeClient(client, compression, topic)
+          )
+        } catch (error) {
+          // One failed run is recorded and leaves its round's ratios out; the other runs still count.
+          failures.push({ round, compression, client, error: String(error) })
+          console.error(`round ${round} ${compression.padEnd(4)} ${client.padEnd(15)} FAILED: ${String(error)}`)
+          continue
+        }
         runs.push({ ...result, round })
+        const cpu = Number.isNaN(result.cpuUsPerMsg) ? '' : ` ${result.cpuUsPerMsg.toFixed(2).padStart(6)} µs CPU/msg`
         console.error(
-          `round ${round} ${compression.padEnd(4)} ${client.padEnd(15)} ${result.msgsPerSec.toFixed(0).padStart(8)} msg/s ${result.mbPerSec.toFixed(1).padStart(7)} MB/s${result.failed ? ` (${result.failed} failed)` : ''}`
+          `round ${round} ${compression.padEnd(4)} ${client.padEnd(15)} ${result.msgsPerSec.toFixed(0).padStart(8)} msg/s${cpu}${result.failed ? ` (${result.failed} failed)` : ''}`
         )
       }
     }
   }
 } finally {
-  if (startedHere) await stopKafka({ port: PORT })
+  await kafka.release()
 }
 
 type Summary = { msgsPerSec: number; mbPerSec: number; cpuUsPerMsg: number; failed: number; runs: number }
@@ -188,72 +196,119 @@ for (const compression of compressions) {
     }
   }
 }
-const rate = (compression: string, client: string) => medians[compression]?.[client]?.msgsPerSec ?? Number.NaN
-const lowest = (a: string, b: string) => Math.min(...compressions.map(c => rate(c, a) / rate(c, b)))
-const ratios = {
-  'kafkit/raw': lowest('kafkit-batch', 'raw'),
-  'kafkit/kafkajs': lowest('kafkit-batch', 'kafkajs'),
-  'kafkit/java': lowest('kafkit-batch', 'java'),
-  'kafkit-send/raw': lowest('kafkit-send', 'raw'),
-  'kafkit-send/kafkajs': lowest('kafkit-send', 'kafkajs'),
-  'kafkit-defaults/raw': lowest('kafkit-defaults', 'raw')
+
+const of = (round: number, client: string, compression: string) =>
+  runs.find(r => r.round === round && r.client === client && r.compression === compression)
+const roundNumbers = Array.from({ length: ROUNDS }, (_, i) => i + 1)
+/** Per round: CPU per message of `other` over `mine` (higher: `mine` is cheaper). */
+const cpuRatio = (mine: string, other: string, compression: string) =>
+  roundNumbers.map(
+    round =>
+      (of(round, other, compression)?.cpuUsPerMsg ?? Number.NaN) /
+      (of(round, mine, compression)?.cpuUsPerMsg ?? Number.NaN)
+  )
+/** Per round: msg/s of `mine` over `other`. */
+const rateRatio = (mine: string, other: string, compression: string) =>
+  roundNumbers.map(
+    round =>
+      (of(round, mine, compression)?.msgsPerSec ?? Number.NaN) /
+      (of(round, other, compression)?.msgsPerSec ?? Number.NaN)
+  )
+const perCompression = (ratio: typeof cpuRatio, mine: string, other: string) =>
+  Object.fromEntries(compressions.map(c => [c, ratio(mine, other, c)]))
+
+const pairs = {
+  'kafkit/raw': ['kafkit-batch', 'raw'],
+  'kafkit/kafkajs': ['kafkit-batch', 'kafkajs'],
+  'kafkitDefaults/raw': ['kafkit-defaults', 'raw'],
+  'kafkitDefaults/kafkajs': ['kafkit-defaults', 'kafkajs'],
+  'kafkitSend/raw': ['kafkit-send', 'raw'],
+  'kafkitStamped/raw': ['kafkit-stamped', 'raw'],
+  'kafkit/java': ['kafkit-batch', 'java']
+} as const
+const present = (a: string, b: string) => clients.includes(a as Client) && clients.includes(b as Client)
+const targets: Record<string, TargetEntry> = {}
+for (const [name, [mine, other]] of Object.entries(pairs)) {
+  if (!present(mine, other) || !(`producer.${name}` in TARGETS)) continue
+  targets[`producer.${name}`] = lowest(`producer.${name}`, perCompression(cpuRatio, mine, other))
+}
+/** Every pair, per compression: the per-round CPU ratio and msg/s ratio, median and spread. */
+const perRound: Record<string, Record<string, { cpu: number[]; msgsPerSec: number[] }>> = {}
+const throughputRatios: Record<string, Record<string, ReturnType<typeof spread>>> = {}
+const cpuRatios: Record<string, Record<string, ReturnType<typeof spread>>> = {}
+for (const [name, [mine, other]] of Object.entries(pairs)) {
+  if (!present(mine, other)) continue
+  perRound[name] = {}
+  throughputRatios[name] = {}
+  cpuRatios[name] = {}
+  for (const c of compressions) {
+    const cpu = cpuRatio(mine, other, c)
+    const rate = rateRatio(mine, other, c)
+    perRound[name][c] = { cpu, msgsPerSec: rate }
+    cpuRatios[name][c] = spread(cpu)
+    throughputRatios[name][c] = spread(rate)
+  }
 }
 
-console.log(`\nproducer throughput, ${MESSAGES} x 1 KiB, acks=all, idempotent, median of ${ROUNDS} rounds`)
-console.log(`client           ${compressions.map(c => `${c.padStart(10)} msg/s   MB/s  cpu µs/msg`).join('   ')}`)
+console.log(
+  `\nproducer, ${MESSAGES} x 1 KiB, acks=all, idempotent, median of ${ROUNDS} rounds (broker and client pinned: ${String(kafka.placement.pinned)})`
+)
+console.log(`client           ${compressions.map(c => `${c.padStart(10)} msg/s  cpu µs/msg`).join('   ')}`)
 for (const client of clients) {
   const cells = compressions.map(c => {
     const s = medians[c]?.[client] as Summary
-    const cpu = Number.isNaN(s.cpuUsPerMsg) ? '     -' : s.cpuUsPerMsg.toFixed(2).padStart(6)
-    return `${s.msgsPerSec.toFixed(0).padStart(16)} ${s.mbPerSec.toFixed(1).padStart(6)}  ${cpu.padStart(10)}`
+    const cpu = Number.isNaN(s.cpuUsPerMsg) ? '-' : s.cpuUsPerMsg.toFixed(2)
+    return `${s.msgsPerSec.toFixed(0).padStart(16)}  ${cpu.padStart(10)}`
   })
   console.log(`${client.padEnd(16)} ${cells.join('   ')}`)
 }
-/** kafkit/raw (sendBatch over raw) within each round, per compression. */
-const perRound = Array.from({ length: ROUNDS }, (_, i) => {
-  const of = (client: string, compression: string) =>
-    runs.find(r => r.round === i + 1 && r.client === client && r.compression === compression)?.msgsPerSec ?? Number.NaN
-  const row: Record<string, number> = { round: i + 1 }
-  for (const c of compressions) row[`kafkit/raw ${c}`] = of('kafkit-batch', c) / of('raw', c)
-  return row
-})
-
-console.log('\nratios (lowest across compressions):')
-for (const [name, value] of Object.entries(ratios)) console.log(`  ${name.padEnd(20)} ${value.toFixed(3)}`)
-console.log(`per round (kafkit/raw ${compressions.join(', ')}):`)
-for (const r of perRound) {
-  const cells = compressions.map(c => r[`kafkit/raw ${c}`]?.toFixed(3))
-  console.log(`  round ${r.round ?? ''}: ${cells.join('  ')}`)
+console.log('\nratios per round, median (min..max): CPU per message (other over mine) | msg/s (mine over other)')
+for (const [name, byCompression] of Object.entries(cpuRatios)) {
+  const cells = compressions.map(c => {
+    const cpu = byCompression[c] as ReturnType<typeof spread>
+    const rate = throughputRatios[name]?.[c] as ReturnType<typeof spread>
+    return `${c} ${cpu.median.toFixed(2)} (${cpu.min.toFixed(2)}..${cpu.max.toFixed(2)}) | ${rate.median.toFixed(2)}`
+  })
+  console.log(`  ${name.padEnd(24)} ${cells.join('   ')}`)
 }
+console.log('\ntargets (by CPU per message; lowest over the compressions):')
+printTargets(targets, line => console.log(`  ${line}`))
 
 await mkdir(join(import.meta.dirname, '..', 'results'), { recursive: true })
 const file = join(import.meta.dirname, '..', 'results', `${process.env.RESULT_NAME ?? 'producer'}.json`)
 await writeFile(
   file,
-  `${JSON.stringify(
-    {
-      benchmark: 'producer',
-      startedAt: startedAt.toISOString(),
-      settings: {
-        messages: MESSAGES,
-        rounds: ROUNDS,
-        valueBytes: 1024,
-        acks: 'all',
-        idempotent: true,
-        compressions,
-        requestMessages: BATCH,
-        inFlight: IN_FLIGHT,
-        partitions: 1,
-        brokers: bootstrap
-      },
-      machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), loadBefore, loadAfter: loadavg() },
-      runs,
-      medians,
-      ratios,
-      perRound
+  toJson({
+    benchmark: 'producer',
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    code,
+    settings: {
+      messages: MESSAGES,
+      rounds: ROUNDS,
+      clients,
+      valueBytes: 1024,
+      acks: 'all',
+      idempotent: true,
+      compressions,
+      requestMessages: BATCH,
+      inFlight: IN_FLIGHT,
+      partitions: 1,
+      brokers: bootstrap
     },
-    null,
-    2
-  )}\n`
+    placement: kafka.placement,
+    machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), loadBefore, loadAfter: loadavg() },
+    targets,
+    medians,
+    cpuRatios,
+    throughputRatios,
+    perRound,
+    runs,
+    failures
+  })
 )
 console.log(`\nwrote ${file}`)
+if (failures.length > 0) {
+  console.error(`${failures.length} run(s) failed; their rounds' ratios leave them out`)
+  process.exitCode = 1
+}

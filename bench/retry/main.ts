@@ -7,22 +7,28 @@
  * - `io` (the target's): the handler awaits WORK_MS of simulated I/O with LIMIT calls at once (key
  *   ordering), so throughput is bound by the handler's I/O, as in a service that calls a database or an
  *   API: it shows whether failing records hold up healthy ones;
- * - `cpu`: no I/O (WORK_MS 0, CPU_LIMIT calls), so throughput is bound by the CPU of the two-core host
- *   (broker included): it shows what the extra produce + consume of each retried record costs.
+ * - `cpu` (on request): no I/O (WORK_MS 0, CPU_LIMIT calls), so throughput is bound by the CPU of the
+ *   client's core: it shows what the extra produce + consume of each retried record costs.
  *
  * Each run gets its own topic, filled with the same records (VALUE_BYTES of JSON with an id, keys over
  * KEYS), and fresh groups. In `withFailures` every FAIL_EVERY-th record fails transiently on the origin
  * (MAX_RETRIES in-place retries first) and succeeds on the first tier (TIERS ms), so the tier consumers
  * work during the run. Healthy throughput = records that never fail / (last of them handled - first
  * record handled). The run then waits for every retried record to succeed (DRAIN=0: it does not) and
- * reports how long that took. ROUNDS rounds, the order of the runs rotating per round; medians are
- * reported.
+ * reports how long that took. ROUNDS rounds, the variants interleaved (each round runs every variant
+ * once, the order rotating); the target ratio is computed within each round and reported as the median
+ * of the rounds with its spread (bench/lib/targets.ts).
  *
- * Env: WORKLOADS (io,cpu), MESSAGES (30000, io), CPU_MESSAGES (50000), PARTITIONS (6), KEYS (1000),
- * VALUE_BYTES (256), WORK_MS (5), LIMIT (16), CPU_LIMIT (64), ORDERING (key|partition, default key),
- * FAIL_EVERY (10), TIERS (1000,2000), MAX_RETRIES (0), PER_KEY (1: per-key ordering in the
- * RetryingConsumer runs), ROUNDS (3), DRAIN, KAFKA_BROKERS (else a local Kafka on port 9792 is started,
- * or reused when one runs there). Writes bench/results/retry.json with every run, medians and `ratios`.
+ * Method (bench/lib/pinning.ts): the broker JVM runs on one core, this process (the consumers) on the
+ * other. The target is a throughput ratio of an I/O-bound handler; CPU per record is reported beside it.
+ *
+ * Env: WORKLOADS (io; cpu on request), VARIANTS (noFailures,withFailures; plain on request), MESSAGES
+ * (20000, io), CPU_MESSAGES (50000), PARTITIONS (6), KEYS (1000), VALUE_BYTES (256), WORK_MS (5), LIMIT
+ * (16), CPU_LIMIT (64), ORDERING (key|partition, default key), FAIL_EVERY (10), TIERS (1000,2000),
+ * MAX_RETRIES (0), PER_KEY (1: per-key ordering in the RetryingConsumer runs), ROUNDS (5), DRAIN (0:
+ * do not wait for the retried records), KAFKA_BROKERS (an existing cluster, not pinned) and the pinning
+ * variables of bench/lib/pinning.ts. Writes bench/results/retry.json with every run, medians, `targets`,
+ * `ratios` and `perRound`.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, totalmem } from 'node:os'
@@ -33,11 +39,12 @@ import { Consumer } from '../../src/consumer/consumer.ts'
 import { TransientError } from '../../src/handling/errors.ts'
 import type { MessageHandler } from '../../src/handling/types.ts'
 import { RetryingConsumer } from '../../src/retry/retrying-consumer.ts'
-import { kafkaStatus, startKafka, stopKafka } from '../../src/testing/local-kafka.ts'
 import { uniqueName } from '../../src/testing/topics.ts'
+import { benchKafka } from '../lib/pinning.ts'
+import { codeState, entry, median, printTargets, spread, toJson, type TargetEntry } from '../lib/targets.ts'
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback)
-const MESSAGES = env('MESSAGES', 30_000)
+const MESSAGES = env('MESSAGES', 20_000)
 const CPU_MESSAGES = env('CPU_MESSAGES', 50_000)
 const PARTITIONS = env('PARTITIONS', 6)
 const KEYS = env('KEYS', 1000)
@@ -47,31 +54,20 @@ const FAIL_EVERY = env('FAIL_EVERY', 10)
 const TIERS = (process.env.TIERS ?? '1000,2000').split(',').map(Number)
 const MAX_RETRIES = env('MAX_RETRIES', 0)
 const PER_KEY = process.env.PER_KEY === '1'
-const ROUNDS = env('ROUNDS', 3)
+const ROUNDS = env('ROUNDS', 5)
 const DRAIN = process.env.DRAIN !== '0'
-const PORT = 9792
 
 type Variant = 'plain' | 'noFailures' | 'withFailures'
-const variants: Variant[] = (process.env.VARIANTS?.split(',') as Variant[] | undefined) ?? [
-  'plain',
-  'noFailures',
-  'withFailures'
-]
+const variants = (process.env.VARIANTS ?? 'noFailures,withFailures').split(',').filter(Boolean) as Variant[]
 const workloads = {
   io: { messages: MESSAGES, workMs: env('WORK_MS', 5), limit: env('LIMIT', 16) },
   cpu: { messages: CPU_MESSAGES, workMs: 0, limit: env('CPU_LIMIT', 64) }
 }
 type Workload = keyof typeof workloads
-const chosen = (process.env.WORKLOADS ?? 'io,cpu').split(',').filter(Boolean) as Workload[]
+const chosen = (process.env.WORKLOADS ?? 'io').split(',').filter(Boolean) as Workload[]
 
-let brokers = process.env.KAFKA_BROKERS?.split(',').filter(Boolean)
-let startedHere = false
-if (!brokers?.length) {
-  const running = await kafkaStatus({ port: PORT })
-  startedHere = !running?.nodes.every(n => n.running)
-  brokers = (await startKafka({ port: PORT, log: line => console.error(line) })).bootstrapServers
-}
-const bootstrap = brokers
+const kafka = await benchKafka()
+const bootstrap = kafka.bootstrap
 const admin = new Admin({ clientId: 'bench-retry-admin', bootstrapBrokers: bootstrap })
 const quiet = { debug() {}, info() {}, warn() {}, error: (fields: object, message: string) => void [fields, message] }
 const failing = (id: number) => FAIL_EVERY > 0 && id % FAIL_EVERY === 0
@@ -200,13 +196,23 @@ async function run(workload: Workload, variant: Variant, round: number): Promise
 
 const startedAt = new Date()
 const loadBefore = loadavg()
+const code = codeState()
 const runs: RunResult[] = []
+const failures: { workload: Workload; variant: Variant; round: number; error: string }[] = []
 try {
   for (const workload of chosen) {
     for (let round = 1; round <= ROUNDS; round++) {
       const order = variants.map((_v, i) => variants[(i + round - 1) % variants.length] as Variant)
       for (const variant of order) {
-        const result = await run(workload, variant, round)
+        let result: RunResult
+        try {
+          result = await run(workload, variant, round)
+        } catch (error) {
+          // One failed run is recorded and leaves its round's ratio out; the other runs still count.
+          failures.push({ workload, variant, round, error: String(error) })
+          console.error(`${workload} round ${round} ${variant.padEnd(12)} FAILED: ${String(error)}`)
+          continue
+        }
         runs.push(result)
         console.error(
           `${workload} round ${round} ${variant.padEnd(12)} ${result.healthyPerSec.toFixed(0).padStart(7)} healthy rec/s (${result.healthySeconds.toFixed(2)} s, ${result.cpuUsPerRecord.toFixed(0)} us CPU/record)${result.drainSeconds === undefined ? '' : `, retries drained after ${result.drainSeconds.toFixed(2)} s`}`
@@ -216,72 +222,93 @@ try {
   }
 } finally {
   await admin.close()
-  if (startedHere) await stopKafka({ port: PORT })
+  await kafka.release()
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2
-    ? (sorted[middle] as number)
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
-}
-const medians: Record<string, Record<Variant, number>> = {}
+const medians: Record<string, Partial<Record<Variant, number>>> = {}
+const cpuUsPerRecord: Record<string, Partial<Record<Variant, number>>> = {}
 const perRound: Record<string, number[]> = {}
-const ratios: Record<string, number> = {}
+const ratios: Record<string, ReturnType<typeof spread>> = {}
+const targets: Record<string, TargetEntry> = {}
+const has = (...wanted: Variant[]) => wanted.every(v => variants.includes(v))
 for (const workload of chosen) {
   const of = (variant: Variant) => runs.filter(r => r.workload === workload && r.variant === variant)
-  medians[workload] = Object.fromEntries(variants.map(v => [v, median(of(v).map(r => r.healthyPerSec))])) as Record<
-    Variant,
-    number
-  >
-  const m = medians[workload]
+  const inRound = (variant: Variant, round: number) =>
+    of(variant).find(r => r.round === round)?.healthyPerSec ?? Number.NaN
+  const rounds = Array.from({ length: ROUNDS }, (_, i) => i + 1)
+  medians[workload] = Object.fromEntries(variants.map(v => [v, median(of(v).map(r => r.healthyPerSec))]))
+  cpuUsPerRecord[workload] = Object.fromEntries(variants.map(v => [v, median(of(v).map(r => r.cpuUsPerRecord))]))
   // The io workload carries the issue's target under its plain name.
   const prefix = workload === 'io' ? '' : `${workload}:`
-  ratios[`${prefix}withFailures/noFailures`] = m.withFailures / m.noFailures
-  ratios[`${prefix}noFailures/plain`] = m.noFailures / m.plain
-  perRound[`${prefix}withFailures/noFailures`] = of('withFailures').map(
-    r => r.healthyPerSec / (of('noFailures').find(n => n.round === r.round) as RunResult).healthyPerSec
-  )
-  console.log(`\n${workload}: healthy records/s (median of ${ROUNDS})`)
-  for (const variant of variants) console.log(`  ${variant.padEnd(14)} ${m[variant].toFixed(0).padStart(8)}`)
+  const pairs: [Variant, Variant][] = [
+    ['withFailures', 'noFailures'],
+    ['noFailures', 'plain']
+  ]
+  for (const [a, b] of pairs) {
+    if (!has(a, b)) continue
+    const name = `${prefix}${a}/${b}`
+    perRound[name] = rounds.map(round => inRound(a, round) / inRound(b, round))
+    ratios[name] = spread(perRound[name])
+  }
+  if (workload === 'io' && has('withFailures', 'noFailures')) {
+    targets['retry.withFailures/noFailures'] = entry(
+      'retry.withFailures/noFailures',
+      perRound['withFailures/noFailures'] as number[]
+    )
+  }
+  console.log(`\n${workload}: healthy records/s (median of ${ROUNDS}), CPU µs per record`)
+  for (const variant of variants) {
+    console.log(
+      `  ${variant.padEnd(14)} ${(medians[workload][variant] ?? Number.NaN).toFixed(0).padStart(8)} ${(cpuUsPerRecord[workload][variant] ?? Number.NaN).toFixed(1).padStart(8)}`
+    )
+  }
 }
-console.log('\nratios:')
+console.log('\nratios (median of the per-round ratios, min..max):')
 for (const [name, value] of Object.entries(ratios)) {
   console.log(
-    `  ${name.padEnd(30)} ${value.toFixed(3)}   (per round ${perRound[name]?.map(r => r.toFixed(3)).join(', ') ?? '-'})`
+    `  ${name.padEnd(30)} ${value.median.toFixed(3)} (${value.min.toFixed(3)}..${value.max.toFixed(3)})   per round ${perRound[name]?.map(r => r.toFixed(3)).join(', ') ?? '-'}`
   )
 }
+console.log('\ntargets:')
+printTargets(targets, line => console.log(`  ${line}`))
 
 await mkdir(join(import.meta.dirname, '..', 'results'), { recursive: true })
 const file = join(import.meta.dirname, '..', 'results', 'retry.json')
 await writeFile(
   file,
-  `${JSON.stringify(
-    {
-      benchmark: 'retry',
-      startedAt: startedAt.toISOString(),
-      settings: {
-        workloads: Object.fromEntries(chosen.map(w => [w, workloads[w]])),
-        partitions: PARTITIONS,
-        keys: KEYS,
-        valueBytes: VALUE_BYTES,
-        ordering: ORDERING,
-        failEvery: FAIL_EVERY,
-        tiersMs: TIERS,
-        maxRetries: MAX_RETRIES,
-        perKeyOrdering: PER_KEY,
-        rounds: ROUNDS,
-        brokers: bootstrap
-      },
-      machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), loadBefore, loadAfter: loadavg() },
-      runs,
-      medians,
-      ratios,
-      perRound
+  toJson({
+    benchmark: 'retry',
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    code,
+    settings: {
+      workloads: Object.fromEntries(chosen.map(w => [w, workloads[w]])),
+      variants,
+      partitions: PARTITIONS,
+      keys: KEYS,
+      valueBytes: VALUE_BYTES,
+      ordering: ORDERING,
+      failEvery: FAIL_EVERY,
+      tiersMs: TIERS,
+      maxRetries: MAX_RETRIES,
+      perKeyOrdering: PER_KEY,
+      rounds: ROUNDS,
+      drain: DRAIN,
+      brokers: bootstrap
     },
-    null,
-    2
-  )}\n`
+    placement: kafka.placement,
+    machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), loadBefore, loadAfter: loadavg() },
+    targets,
+    medians,
+    cpuUsPerRecord,
+    ratios,
+    perRound,
+    runs,
+    failures
+  })
 )
 console.log(`\nwrote ${file}`)
+if (failures.length > 0) {
+  console.error(`${failures.length} run(s) failed; their rounds' ratios leave them out`)
+  process.exitCode = 1
+}
