@@ -9,8 +9,9 @@
  * One timer advances the tick every `limitMs / 10` (at least 50 ms, at most 5 s) and fails the calls
  * at the head of the list that are due; it stops at the first that is not, as every later one started
  * later. A call fails between `limitMs` and `limitMs` plus two ticks after it started, never earlier.
+ * `watchdogMiddleware` puts it around the handler, innermost under the user's middleware.
  */
-import type { HandlerContext } from '../handling/types.ts'
+import type { HandlerContext, Middleware } from '../handling/types.ts'
 import { HandlerTimeoutError } from '../handling/errors.ts'
 
 /**
@@ -72,6 +73,8 @@ export class CallWatchdog {
   #head: HandlerCall | undefined
   #tail: HandlerCall | undefined
   #timer: NodeJS.Timeout | undefined
+  /** The partitions' own signals: a call made with one of them needs no listener of its own. */
+  readonly #partitionSignals = new WeakSet<AbortSignal>()
   /**
    * The call a runtime began for the handler call it is making right now, for the watchdog middleware
    * to hand on instead of beginning another (set around that synchronous call only).
@@ -128,6 +131,16 @@ export class CallWatchdog {
     call.next = undefined
   }
 
+  /** A partition's signal: when it aborts (revoke, stop), so do the calls made with it. */
+  watchPartition(signal: AbortSignal): void {
+    signal.addEventListener('abort', () => this.abortCalls(signal, signal.reason), { once: true })
+    this.#partitionSignals.add(signal)
+  }
+
+  isPartitionSignal(signal: AbortSignal): boolean {
+    return this.#partitionSignals.has(signal)
+  }
+
   /** Aborts the signals of the running calls made with `signal` (a partition revoked or stopping). */
   abortCalls(signal: AbortSignal, reason: unknown): void {
     for (let call = this.#head; call !== undefined; call = call.next) {
@@ -150,5 +163,45 @@ export class CallWatchdog {
       call.reject(error)
       call = next
     }
+  }
+}
+
+/**
+ * The max poll interval as a guard around every handler call, innermost. The call's signal is made on
+ * first use and aborts with the partition's (revoke, stop).
+ */
+export function watchdogMiddleware<V>(calls: CallWatchdog): Middleware<V> {
+  return next => (message, context) => {
+    // The call the runtime began for this very message and is watching: the handler gets it as is.
+    const direct = calls.direct
+    if (direct !== undefined && direct.message === message && direct.parent === context.signal) {
+      calls.direct = undefined
+      return next(message, direct)
+    }
+    return new Promise<void>((resolve, reject) => {
+      const call = calls.begin(message, context, !calls.isPartitionSignal(context.signal), reject)
+      let running: Promise<void>
+      try {
+        // Promise.resolve: a handler from plain JavaScript may return nothing at all.
+        running = Promise.resolve(next(message, call))
+      } catch (error) {
+        // A handler that throws before returning a promise: the call is over (and the executor's
+        // rejection handling sees the throw), so it leaves the watchdog's list now.
+        calls.end(call)
+        throw error
+      }
+      running.then(
+        () => {
+          calls.end(call)
+          resolve()
+        },
+        (error: unknown) => {
+          calls.end(call)
+          // Passed on as thrown: the classifier looks at whatever the handler threw, Error or not.
+          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+          reject(error)
+        }
+      )
+    })
   }
 }
