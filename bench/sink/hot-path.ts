@@ -48,7 +48,7 @@ try {
     topics: [topic.topic],
     batchSize,
     lingerMs: Number(process.env.LINGER_MS ?? 50),
-    ...(process.env.MAX_IN_FLIGHT ? { maxInFlight: Number(process.env.MAX_IN_FLIGHT) } : {}),
+    ...(process.env.MAX_IN_FLIGHT ? { concurrency: { limit: Number(process.env.MAX_IN_FLIGHT) } } : {}),
     writer,
     map: logMapping(),
     logger: quiet

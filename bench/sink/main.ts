@@ -140,7 +140,7 @@ async function sinkRun(delivery: 'idempotent' | 'exactly-once'): Promise<Figure 
     topics: [topic.topic],
     batchSize,
     lingerMs: Number(process.env.LINGER_MS ?? 50),
-    ...(maxInFlight === undefined ? {} : { maxInFlight }),
+    ...(maxInFlight === undefined ? {} : { concurrency: { limit: maxInFlight } }),
     writer,
     map: logMapping(),
     logger: quiet

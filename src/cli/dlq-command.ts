@@ -135,7 +135,7 @@ function filterFrom(opts: FilterOpts, withGroup = true): DeadLetterFilter {
     ...(opts.key === undefined ? {} : { key: opts.key }),
     ...(opts.since === undefined ? {} : { since: opts.since }),
     ...(opts.until === undefined ? {} : { until: opts.until }),
-    ...(opts.group === undefined || !withGroup ? {} : { consumerGroup: opts.group }),
+    ...(opts.group === undefined || !withGroup ? {} : { groupId: opts.group }),
     ...(opts.partition === undefined ? {} : { partitions: opts.partition }),
     ...(opts.fromOffset === undefined ? {} : { fromOffset: opts.fromOffset }),
     ...(opts.toOffset === undefined ? {} : { toOffset: opts.toOffset })
@@ -336,7 +336,7 @@ function replayCommand(): Command {
             brokers: brokersFrom(opts.brokers),
             topic,
             filter: filterFrom(opts, false),
-            ...(opts.group === undefined ? {} : { group: opts.group }),
+            ...(opts.group === undefined ? {} : { groupId: opts.group }),
             ...(opts.to === undefined ? {} : { to: opts.to }),
             force: opts.force,
             dryRun: opts.dryRun,

@@ -19,7 +19,7 @@ export interface DeadLetterFilter {
   /** Dead-lettered before. */
   until?: Date
   /** Dead-lettered by this consumer group (header `kafkit-dlq-consumer-group`). */
-  consumerGroup?: string
+  groupId?: string
   /** Only these DLQ partitions. */
   partitions?: readonly number[]
   /** DLQ offsets from this one (inclusive), in every partition read. */
@@ -84,11 +84,11 @@ export function matchesFilter(entry: DeadLetterEntry, filter: DeadLetterFilter):
     filter.originTopic ??
     filter.since ??
     filter.until ??
-    filter.consumerGroup ??
+    filter.groupId ??
     undefined
   if (needsInfo === undefined) return true
   if (!info) return false
-  if (filter.consumerGroup !== undefined && info.consumerGroup !== filter.consumerGroup) return false
+  if (filter.groupId !== undefined && info.consumerGroup !== filter.groupId) return false
   if (filter.errorKind !== undefined && info.errorKind !== filter.errorKind) return false
   if (filter.errorClass !== undefined && info.errorClass !== filter.errorClass) return false
   if (filter.originTopic !== undefined && info.originTopic !== filter.originTopic) return false

@@ -92,7 +92,7 @@ export interface ReplayOptions extends ConnectionOptions {
    * Only records dead-lettered by this consumer group; the replayed records carry
    * `kafkit-replay-group` so other groups' Kafkit consumers skip them.
    */
-  group?: string
+  groupId?: string
   /** Target topic for every record. Default: each record's origin topic. */
   to?: string
   /** Replay records the ledger says were replayed already. */
@@ -201,7 +201,7 @@ function summarize(options: ReplayOptions, ledgerTopic: string, scanned: number,
     alreadyReplayed: items.filter(i => i.status === 'already-replayed').length,
     unreplayable: items.filter(i => i.status === 'unreplayable').length,
     targets: [...targets].map(([topic, count]) => ({ topic, count })).sort((a, b) => b.count - a.count),
-    group: options.group,
+    group: options.groupId,
     force: options.force ?? false
   }
 }
@@ -327,7 +327,7 @@ async function planReplay(
 ): Promise<{ items: ReplayItem[]; scanned: number }> {
   const filter: DeadLetterFilter = {
     ...options.filter,
-    ...(options.group === undefined ? {} : { consumerGroup: options.group })
+    ...(options.groupId === undefined ? {} : { groupId: options.groupId })
   }
   const listing = await listDeadLetters({
     ...pickConnection(options),
@@ -400,8 +400,9 @@ async function publishReplay(
     tx ??= await producer.beginTransaction()
     const now = new Date().toISOString()
     const messages: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[] = []
-    for (const item of batch) messages.push(replayMessage(item, dlqTopic, options.group))
-    for (const item of batch) messages.push(ledgerMessage(item, dlqTopic, dlqTopicId, ledgerTopic, options.group, now))
+    for (const item of batch) messages.push(replayMessage(item, dlqTopic, options.groupId))
+    for (const item of batch)
+      messages.push(ledgerMessage(item, dlqTopic, dlqTopicId, ledgerTopic, options.groupId, now))
     try {
       await tx.send({ messages })
       await tx.commit()

@@ -19,8 +19,9 @@ export const sinkOptions = defineOptions({
     groupId: envString('KAFKA_SINK_GROUP_ID'),
     topics: envList('KAFKA_SINK_TOPICS'),
     batchSize: envInteger('KAFKA_SINK_BATCH_SIZE'),
-    maxInFlight: envInteger('KAFKA_SINK_MAX_IN_FLIGHT'),
-    fetchMaxBytes: envBytes('KAFKA_SINK_FETCH_MAX_BYTES'),
+    'concurrency.limit': envInteger('KAFKA_SINK_CONCURRENCY'),
+    maxBytes: envBytes('KAFKA_SINK_MAX_BYTES'),
+    maxWaitMs: envDuration('KAFKA_SINK_MAX_WAIT'),
     lingerMs: envDuration('KAFKA_SINK_LINGER'),
     maxRetries: envInteger('KAFKA_SINK_MAX_RETRIES'),
     errorsTolerance: envString('KAFKA_SINK_ERRORS_TOLERANCE'),
@@ -60,13 +61,20 @@ export const sinkOptions = defineOptions({
         })
         .prefault({})
         .describe('Exponential backoff with full jitter between write retries.'),
-      maxInFlight: z
-        .number()
-        .int()
-        .min(1)
-        .default(2)
+      concurrency: z
+        .strictObject({
+          limit: z
+            .number()
+            .int()
+            .min(1)
+            .default(2)
+            .describe(
+              'Partitions written at the same time (each partition one batch at a time, in order); at most the database pool size.'
+            )
+        })
+        .prefault({})
         .describe(
-          'Partitions written at the same time (each partition one batch at a time, in order); at most the database pool size.'
+          "The consumer's `concurrency`, with partition ordering always (a sink writes each partition in order)."
         ),
       maxBufferedRecords: z
         .number()
@@ -74,7 +82,7 @@ export const sinkOptions = defineOptions({
         .min(1)
         .optional()
         .describe(
-          'Records held (queued + being written) before fetching pauses; default batchSize x (maxInFlight + 2), enough for every partition in flight to have its next batch ready.'
+          'Records held (queued + being written) before fetching pauses; default batchSize x (concurrency.limit + 2), enough for every partition in flight to have its next batch ready.'
         ),
       errorsTolerance: z
         .enum(['none', 'all'])
@@ -109,14 +117,14 @@ export const sinkOptions = defineOptions({
         .describe(
           "Where a partition without a committed offset starts: `earliest` (-2, oldest) by default, so a new sink stores what the topic already holds, or `latest` (-1, new records only). The same option as the consumer's, whose default is `latest`."
         ),
-      fetchMaxWaitMs: duration(1).default(200).describe('Longest a fetch waits at the broker for data.'),
-      fetchMaxBytes: z
+      maxWaitMs: duration(1).default(200).describe('Fetch: longest the broker waits for data.'),
+      maxBytes: z
         .number()
         .int()
         .min(1024)
         .default(1024 * 1024)
         .describe(
-          'Most bytes one fetch returns. The client lets one partition fill a whole fetch, so a smaller fetch makes the broker rotate through the partitions and several partitions have batches ready to write at once (bench/sink).'
+          'Fetch: most bytes one fetch returns. The client lets one partition fill a whole fetch, so a smaller fetch makes the broker rotate through the partitions and several partitions have batches ready to write at once (bench/sink).'
         ),
       sessionTimeoutMs: duration(1)
         .default(30_000)

@@ -166,13 +166,13 @@ export class Sink<V = unknown, Row = Record<string, unknown>> extends EventEmitt
       rebalanceTimeoutMs: config.sessionTimeoutMs,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       startOffset: config.startOffset,
-      maxWaitMs: config.fetchMaxWaitMs,
-      maxBytes: config.fetchMaxBytes,
-      // One batch per partition at a time, up to maxInFlight partitions written at once.
-      concurrency: { mode: 'partition', limit: config.maxInFlight },
+      maxWaitMs: config.maxWaitMs,
+      maxBytes: config.maxBytes,
+      // One batch per partition at a time, up to concurrency.limit partitions written at once.
+      concurrency: { mode: 'partition', limit: config.concurrency.limit },
       maxPollRecords: config.batchSize,
       batchLingerMs: config.lingerMs,
-      maxBufferedRecords: config.maxBufferedRecords ?? config.batchSize * (config.maxInFlight + 2),
+      maxBufferedRecords: config.maxBufferedRecords ?? config.batchSize * (config.concurrency.limit + 2),
       commitStrategy: 'batch',
       maxRetries: config.maxRetries,
       retryBackoff: config.retryBackoff,

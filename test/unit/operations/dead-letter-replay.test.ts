@@ -111,7 +111,7 @@ test('filters by consumer group, partition and offset range; foreign records nev
   assert.equal(foreign.info, null)
   const pick = (filter: Parameters<typeof matchesFilter>[1]) =>
     [billing, shipping, foreign].filter(e => matchesFilter(e, filter)).map(e => `${e.partition}@${e.offset}`)
-  assert.deepEqual(pick({ consumerGroup: 'billing' }), ['1@10'])
+  assert.deepEqual(pick({ groupId: 'billing' }), ['1@10'])
   assert.deepEqual(pick({ partitions: [1] }), ['1@10', '1@11'])
   assert.deepEqual(pick({ fromOffset: 10n }), ['1@10', '1@11'])
   assert.deepEqual(pick({ toOffset: 10n }), ['1@10', '0@3'])
