@@ -6,7 +6,6 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { errorCodes } from '../src/errors/codes.ts'
 import { headersTable } from '../src/message/wire-format.ts'
-import { consumerBreakerOptions, deadLetterOptions, handlerExecutorOptions } from '../src/handling/options.ts'
 import { postgresWriterOptions } from '../src/postgres/options.ts'
 import { clickHouseWriterOptions } from '../src/clickhouse/options.ts'
 import { sinkOptions } from '../src/sink/options.ts'
@@ -22,9 +21,6 @@ export function errorsTable(): string {
 export const generated: Record<string, { file: string; render: () => string }> = {
   errors: { file: 'docs/errors.md', render: errorsTable },
   headers: { file: 'docs/headers.md', render: headersTable },
-  'handler-executor': { file: 'docs/options.md', render: () => handlerExecutorOptions.table() },
-  'consumer-breaker': { file: 'docs/options.md', render: () => consumerBreakerOptions.table() },
-  'dead-letter-writer': { file: 'docs/options.md', render: () => deadLetterOptions.table() },
   sink: { file: 'docs/options.md', render: () => sinkOptions.table() },
   'postgres-writer': { file: 'docs/options.md', render: () => postgresWriterOptions.table() },
   'clickhouse-writer': { file: 'docs/options.md', render: () => clickHouseWriterOptions.table() },

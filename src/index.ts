@@ -69,7 +69,8 @@ export {
   type ConsumerInit,
   type ConsumerEvents,
   type ConsumerHealth,
-  type SettledOutcome
+  type SettledOutcome,
+  type FailureRoute
 } from './consumer/consumer.ts'
 export type { ConsumerOptions } from './consumer/options.ts'
 export type { OrderingMode } from './consumer/partition-queue.ts'
@@ -136,7 +137,7 @@ export { HANDLER_CHANNEL, type HandlerEvent, type MessagePosition } from './hand
 export type { HandlingLogger } from './handling/logger.ts'
 
 // Retry tiers: delayed retries on their own topics, per-key ordered retries.
-export { RetryingConsumer, type RetryingConsumerInit, type RetryingConsumerMetrics } from './retry/retrying-consumer.ts'
+export type { RetryMetrics } from './retry/retry-flow.ts'
 export type { RetryOptions } from './retry/options.ts'
 export { readRetryHeaders, type RetryInfo } from './retry/retry-headers.ts'
 

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:retry`: healthy-record throughput of a RetryingConsumer while 10% of the records fail
+ * `npm run bench:retry`: healthy-record throughput of a consumer with retry tiers while 10% of the records fail
  * into the retry tiers, against the same run with no failures (target: withFailures/noFailures >= 0.9),
  * and against a plain Consumer without retry tiers (what the retry flow costs when nothing fails).
  *
@@ -25,7 +25,7 @@
  * Env: WORKLOADS (io; cpu on request), VARIANTS (noFailures,withFailures; plain on request), MESSAGES
  * (20000, io), CPU_MESSAGES (50000), PARTITIONS (6), KEYS (1000), VALUE_BYTES (256), WORK_MS (5), LIMIT
  * (16), CPU_LIMIT (64), ORDERING (key|partition, default key), FAIL_EVERY (10), TIERS (1000,2000),
- * MAX_RETRIES (0), PER_KEY (1: per-key ordering in the RetryingConsumer runs), ROUNDS (5), DRAIN (0:
+ * MAX_RETRIES (0), PER_KEY (1: per-key ordering in the runs with retry tiers), ROUNDS (5), DRAIN (0:
  * do not wait for the retried records), KAFKA_BROKERS (an existing cluster, not pinned) and the pinning
  * variables of bench/lib/pinning.ts. Writes bench/results/retry.json with every run, medians, `targets`,
  * `ratios` and `perRound`.
@@ -38,7 +38,6 @@ import { Admin, Producer } from '@platformatic/kafka'
 import { Consumer } from '../../src/consumer/consumer.ts'
 import { TransientError } from '../../src/handling/errors.ts'
 import type { MessageHandler } from '../../src/handling/types.ts'
-import { RetryingConsumer } from '../../src/retry/retrying-consumer.ts'
 import { uniqueName } from '../../src/testing/topics.ts'
 import { benchKafka } from '../lib/pinning.ts'
 import { codeState, entry, median, printTargets, spread, toJson, type TargetEntry } from '../lib/targets.ts'
@@ -166,7 +165,7 @@ async function run(workload: Workload, variant: Variant, round: number): Promise
   const consumer =
     variant === 'plain'
       ? new Consumer<{ id: number }>(common)
-      : new RetryingConsumer<{ id: number }>({ ...common, retry: { tiers: TIERS, perKeyOrdering: PER_KEY } })
+      : new Consumer<{ id: number }>({ ...common, retry: { tiers: TIERS, perKeyOrdering: PER_KEY } })
   const cpuBefore = process.cpuUsage()
   await consumer.start()
   const deadline = Date.now() + 600_000

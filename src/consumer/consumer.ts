@@ -28,7 +28,8 @@ import type { BatchHandler, MessageHandler, Middleware } from '../handling/types
 import { jsonSerde } from '../message/serde.ts'
 import { REPLAY_GROUP_HEADER } from '../message/wire-format.ts'
 import { internalProducerRetries } from '../producer/delivery-policy.ts'
-import type { Producer } from '../producer/index.ts'
+import type { Producer } from '../producer/producer.ts'
+import { RetryFlow } from '../retry/retry-flow.ts'
 import { clientOptions, isolationLevel } from './client-options.ts'
 import { CommitCoordinator, clientCommitTarget } from './commit-coordinator.ts'
 import { closeGroupClient } from './consume-stream.ts'
@@ -87,6 +88,10 @@ function checkInit<V>(init: ConsumerInit<V>, config: ConsumerConfig): void {
   }
 }
 
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error))
+}
+
 /** A promise settled from outside; a rejection nobody awaits is not an unhandled one. */
 function deferred(): { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void } {
   const done = Promise.withResolvers<void>()
@@ -110,6 +115,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
   readonly #rebalance: RebalanceHandler
   readonly #failures: FailureRouter<V>
   readonly #runner: RecordRunner<V>
+  /** The retry tiers (the `retry` option): their consumers run beside this one, started and stopped with it. */
+  readonly #retry: RetryFlow<V> | undefined
   /** A producer the consumer was given for its dead-letter writes: borrowed, never closed here. */
   readonly #sharedProducer: Producer | undefined
   /** The partition of the last record fetched (#accept's shortcut). */
@@ -125,13 +132,36 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
 
   constructor(init: ConsumerInit<V>) {
     super()
-    const { handler, batchHandler, middleware, valueSerde, classify, logger, env, failureRoute, producer, ...options } =
-      init
+    const {
+      handler,
+      batchHandler,
+      middleware,
+      valueSerde,
+      classify,
+      logger,
+      env,
+      failureRoute: givenRoute,
+      producer,
+      retry,
+      ...options
+    } = init
     this.config = consumerOptions.resolve(options, { env: env ?? process.env })
     const config = this.config
     checkInit(init, config)
     this.#logger = logger ?? defaultLogger()
     this.#sharedProducer = producer
+    this.#retry =
+      retry === undefined
+        ? undefined
+        : new RetryFlow<V>({
+            retry,
+            init,
+            origin: config,
+            logger: this.#logger,
+            newConsumer: tier => new Consumer<V>(tier)
+          })
+    this.#retry?.attach(this)
+    const failureRoute = givenRoute ?? this.#retry?.originRoute
     const batch = batchHandler !== undefined
     this.#lingering = batch && config.batchLingerMs > 0
     this.#calls = new CallWatchdog(config.maxPollIntervalMs)
@@ -194,6 +224,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     }
     const client = toClientOptions(this.config)
     try {
+      await this.#retry?.start(() => this.#stopping !== undefined)
       if (this.config.ensureTopics && this.config.onDeadLetter === 'dlq') {
         await ensureDeadLetterTopics(this.config, topic => this.#failures.dlqTopicFor(topic))
       }
@@ -211,10 +242,12 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       await this.#stream.open(group)
     } catch (error) {
       await this.#closeClients()
+      await this.#retry?.stopConsumers()
+      await this.#retry?.close()
       // stop() during start closed the client under the pending join: that is a stop, not a failure.
       if (this.#stopping) return
       this.#setHealth('failed')
-      this.#failure = error instanceof Error ? error : new Error(String(error))
+      this.#failure = asError(error)
       this.#done.reject(this.#failure)
       throw error
     }
@@ -223,6 +256,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       await this.#closeClients()
       return
     }
+    // A retry tier's consumer that fails takes this one down with it, as any failure of its own would.
+    for (const tier of this.#retry?.consumers ?? []) tier.done().catch((error: unknown) => this.#fail(asError(error)))
     this.#calls.start()
     this.#stream.listen()
     this.#commits.start()
@@ -273,13 +308,15 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       committed: state.tracker.lastCommitted,
       ...(state.blocked ? { blocked: { ...state.blocked } } : {})
     }))
-    return this.#metrics.snapshot({
+    const snapshot = this.#metrics.snapshot({
       health: this.#health,
       inFlight: this.#dispatcher.inFlight,
       buffered: this.#stream.buffered,
       breaker: this.breaker?.state ?? 'closed',
       partitions
     })
+    if (this.#retry) snapshot.retry = this.#retry.metrics()
+    return snapshot
   }
 
   /** Lag in records per partition of the subscribed topics: end offset minus the group's committed offset. */
@@ -451,6 +488,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
       process.off('SIGTERM', this.#signalHandler)
       process.off('SIGINT', this.#signalHandler)
     }
+    // The tiers stop beside this one: their waits end at once and their records stay uncommitted.
+    const tiers = this.#retry?.stopConsumers()
     this.#commits.stop()
     this.#stream.stop()
     this.#calls.stop()
@@ -470,6 +509,8 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     await this.#commits.lastCommit()
     step('committed')
     await this.#closeClients()
+    await tiers
+    await this.#retry?.close()
     step('left the group')
     this.#setHealth(failed ? 'failed' : 'stopped')
     if (this.#failure) this.#done.reject(this.#failure)

@@ -4,6 +4,7 @@
  * commits with their latency; rebalances; and the last measured lag per partition.
  */
 import type { HandlingOutcome } from '../handling/handler-executor.ts'
+import type { RetryMetrics } from '../retry/retry-flow.ts'
 
 export interface PartitionLag {
   topic: string
@@ -65,6 +66,8 @@ export interface ConsumerMetrics {
   /** From the last lag() call. */
   lag: PartitionLag[]
   lagTotal: bigint
+  /** With retry tiers: each tier's consumer, what was routed where, per-key ordering's counts. */
+  retry?: RetryMetrics
 }
 
 export class ConsumerMetricsRecorder {

@@ -7,7 +7,8 @@ import type { DeadLetterOutcome } from '../handling/handler-executor.ts'
 import type { HandlingLogger } from '../handling/logger.ts'
 import type { BatchHandler, ConsumedMessage, MessageHandler, Middleware } from '../handling/types.ts'
 import type { Serde } from '../message/serde.ts'
-import type { Producer } from '../producer/index.ts'
+import type { Producer } from '../producer/producer.ts'
+import type { RetryOptions } from '../retry/options.ts'
 import type { DeadLetterBlock } from './metrics.ts'
 import type { ConsumerOptions } from './options.ts'
 
@@ -32,7 +33,13 @@ export interface ConsumerInit<V = unknown> extends Partial<ConsumerOptions> {
   logger?: HandlingLogger
   /** Environment to read `KAFKA_*` from (default process.env). */
   env?: NodeJS.ProcessEnv
-  /** Reroutes failed records before the dead-letter topic (retry tiers). */
+  /**
+   * Delayed retry tiers: a record that failed transiently goes to a retry topic and is handled again
+   * after a delay, without holding its partition up; after the last tier, the dead-letter topic.
+   * Optional per-key ordering. See docs/retries.md.
+   */
+  retry?: RetryOptions
+  /** Reroutes failed records before the dead-letter topic (what the retry tiers use). */
   failureRoute?: FailureRoute<V>
   /**
    * A Kafkit producer to write dead-letter records with (through its client), instead of a producer of

@@ -1,8 +1,8 @@
 /**
- * Delayed retry tiers and per-key ordered retries: `RetryingConsumer`, its options, the retry headers
+ * Delayed retry tiers and per-key ordered retries (the consumer's `retry` option): the flow, its options, the retry headers
  * and the per-key ordering state. Guide: docs/retries.md.
  */
-export { RetryingConsumer, type RetryingConsumerInit, type RetryingConsumerMetrics } from './retrying-consumer.ts'
+export { RetryFlow, type RetryFlowInit, type RetryMetrics } from './retry-flow.ts'
 export { retryOptions, type RetryOptions, type RetryConfig } from './options.ts'
 export {
   RetryHeader,

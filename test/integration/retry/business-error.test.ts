@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { BusinessError, TransientError } from '../../../src/handling/errors.ts'
-import { RetryingConsumer } from '../../../src/retry/retrying-consumer.ts'
+import { Consumer } from '../../../src/consumer/consumer.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { deleteFlowTopics, produceIds, quiet, waitFor } from './helpers.ts'
@@ -18,7 +18,7 @@ test('a BusinessError on a tier finishes the head of its key: parked records of 
   // Ids 0..4, one key: 0 fails on the origin, then is refused on the first tier; 1..4 wait behind it.
   await produceIds(brokers, topic, 5, { key: () => 'one-key' })
   const handled: { id: number; where: string; outcome: string }[] = []
-  const consumer = new RetryingConsumer<{ id: number; key: string }>({
+  const consumer = new Consumer<{ id: number; key: string }>({
     brokers,
     groupId: uniqueName('retry-business-group'),
     topics: [topic],
@@ -45,7 +45,7 @@ test('a BusinessError on a tier finishes the head of its key: parked records of 
   await consumer.start()
   try {
     await waitFor(() => handled.filter(h => h.outcome === 'done').length >= 4, 30_000, 'records 1..4 to be released')
-    await waitFor(() => consumer.metrics().keys?.blockedKeys === 0, 10_000, 'the key to be free again')
+    await waitFor(() => consumer.metrics().retry?.keys?.blockedKeys === 0, 10_000, 'the key to be free again')
   } finally {
     await consumer.stop()
   }

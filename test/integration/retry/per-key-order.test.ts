@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs'
 import { test, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { PermanentError, TransientError } from '../../../src/handling/errors.ts'
-import { RetryingConsumer } from '../../../src/retry/retrying-consumer.ts'
+import { Consumer } from '../../../src/consumer/consumer.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
@@ -44,7 +44,7 @@ async function inProcessRun(t: TestContext, perKeyOrdering: boolean) {
   await produceIds(brokers(), topic, count, { keys: KEYS })
   const failures = new Map<number, number>()
   const successes: { id: number; key: string; at: number }[] = []
-  const consumer = new RetryingConsumer<{ id: number; key: string }>({
+  const consumer = new Consumer<{ id: number; key: string }>({
     brokers: brokers(),
     groupId: uniqueName('retry-key-group'),
     topics: [topic],
@@ -73,7 +73,7 @@ async function inProcessRun(t: TestContext, perKeyOrdering: boolean) {
     await waitFor(() => successes.length >= count - dead.length, 120_000, 'every record to succeed')
     const dlq = await readTopic(brokers(), `${topic}.dlq`, dead.length, { timeoutMs: 30_000, quietMs: 1500 })
     if (perKeyOrdering) {
-      await waitFor(() => consumer.metrics().keys?.blockedKeys === 0, 30_000, 'every key to be free again')
+      await waitFor(() => consumer.metrics().retry?.keys?.blockedKeys === 0, 30_000, 'every key to be free again')
     }
     const metrics = consumer.metrics()
     await consumer.stop()
@@ -99,10 +99,10 @@ async function inProcessRun(t: TestContext, perKeyOrdering: boolean) {
 test('per-key ordering: each key succeeds in produce order; parked records are released in order', async t => {
   const { metrics, order } = await inProcessRun(t, true)
   assert.deepEqual(order.outOfOrder, [], 'every key succeeded in produce order')
-  assert.ok((metrics.release?.processed ?? 0) > 0, 'parked records were released and handled')
-  assert.equal(metrics.keys?.parkedRecords, 0, 'nothing left parked')
+  assert.ok((metrics.retry?.release?.processed ?? 0) > 0, 'parked records were released and handled')
+  assert.equal(metrics.retry?.keys?.parkedRecords, 0, 'nothing left parked')
   t.diagnostic(
-    `released ${metrics.release?.processed} parked records; routed ${JSON.stringify(metrics.routed)}; origin rerouted ${metrics.origin.rerouted}`
+    `released ${metrics.retry?.release?.processed} parked records; routed ${JSON.stringify(metrics.retry?.routed)}; origin rerouted ${metrics.rerouted}`
   )
 })
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { PermanentError, TransientError } from '../../../src/handling/errors.ts'
 import { parseDeadLetterHeaders } from '../../../src/handling/dead-letter.ts'
-import { RetryingConsumer } from '../../../src/retry/retrying-consumer.ts'
+import { Consumer } from '../../../src/consumer/consumer.ts'
 import { readRetryHeaders } from '../../../src/retry/retry-headers.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
@@ -42,7 +42,7 @@ test(`records failing k = 0..${TIERS.length + 1} times end once in the ledger or
   const ledger: number[] = []
   /** The origin handling order per origin partition: `id` at the time it was first handled. */
   const firstHandled = new Map<number, number>()
-  const consumer = new RetryingConsumer<{ id: number }>({
+  const consumer = new Consumer<{ id: number }>({
     brokers: brokers(),
     groupId: uniqueName('retry-group'),
     topics: [topic],
@@ -148,7 +148,7 @@ test(`records failing k = 0..${TIERS.length + 1} times end once in the ledger or
     }
     assert.deepEqual(violations, [], 'no retry came before its tier delay')
     assert.ok(retries > 100, `retries happened (${retries})`)
-    t.diagnostic(`${retries} delayed retries; routed ${JSON.stringify(metrics.routed)}`)
+    t.diagnostic(`${retries} delayed retries; routed ${JSON.stringify(metrics.retry?.routed)}`)
 
     // The origin moved on: on each key's partition, the record after a failing one was handled long
     // before the failing one's first retry (which waits at least the first tier's 300 ms).
@@ -175,7 +175,7 @@ test('stop() does not wait for a tier delay; after a restart the waiting record 
   const attempts: { at: number; topic: string; due: number | undefined }[] = []
   let failedAt = 0
   const make = () =>
-    new RetryingConsumer<{ id: number }>({
+    new Consumer<{ id: number }>({
       brokers: brokers(),
       groupId,
       topics: [topic],
@@ -198,8 +198,8 @@ test('stop() does not wait for a tier delay; after a restart the waiting record 
     })
   const first = make()
   await first.start()
-  await waitFor(() => (first.metrics().routed.toTier[1] ?? 0) === 1, 30_000, 'the record to go to tier 1')
-  await waitFor(() => first.tiers[0]?.metrics().inFlight === 1, 30_000, 'the tier to hold the record')
+  await waitFor(() => (first.metrics().retry?.routed.toTier[1] ?? 0) === 1, 30_000, 'the record to go to tier 1')
+  await waitFor(() => first.metrics().retry?.tiers[0]?.inFlight === 1, 30_000, 'the tier to hold the record')
   await first.stop()
   const stoppedAt = Date.now()
   assert.ok(
@@ -231,7 +231,7 @@ test("two groups on one origin topic share its tier topics and never handle each
   await produceIds(brokers(), topic, 40)
   const handled = { a: [] as string[], b: [] as string[] }
   const make = (name: 'a' | 'b') =>
-    new RetryingConsumer<{ id: number }>({
+    new Consumer<{ id: number }>({
       brokers: brokers(),
       groupId: uniqueName(`retry-group-${name}`),
       topics: [topic],
@@ -280,7 +280,7 @@ test('batch handlers: a failing record is split out of its batch and retried alo
   t.after(() => deleteFlowTopics(brokers(), topic))
   await produceIds(brokers(), topic, 50)
   const batches: { topic: string; ids: number[] }[] = []
-  const consumer = new RetryingConsumer<{ id: number }>({
+  const consumer = new Consumer<{ id: number }>({
     brokers: brokers(),
     groupId: uniqueName('retry-group'),
     topics: [topic],
@@ -315,7 +315,7 @@ test('batch handlers: a failing record is split out of its batch and retried alo
     [[7], [33]],
     'each failing record retried alone from the tier'
   )
-  assert.equal(consumer.metrics().routed.toTier[1], 2)
+  assert.equal(consumer.metrics().retry?.routed.toTier[1], 2)
 })
 
 test('stop() at any step of start(): start() and done() resolve, nothing is left running', async t => {
@@ -324,7 +324,7 @@ test('stop() at any step of start(): start() and done() resolve, nothing is left
   const failures: string[] = []
   // From at once to well into starting: provisioning, the parked-keys reader, the group joins.
   for (const delayMs of [0, 20, 100, 300, 800, 1500]) {
-    const consumer = new RetryingConsumer<{ id: number }>({
+    const consumer = new Consumer<{ id: number }>({
       brokers: brokers(),
       groupId: uniqueName('retry-group'),
       topics: [topic],
@@ -343,9 +343,15 @@ test('stop() at any step of start(): start() and done() resolve, nothing is left
     await consumer
       .done()
       .catch((error: unknown) => failures.push(`stop after ${delayMs} ms: done() rejected: ${String(error)}`))
-    for (const runtime of consumer.consumers) {
+    const { retry } = consumer.metrics()
+    const runtimes = [
+      { groupId: consumer.config.groupId, health: consumer.health },
+      ...(retry?.tiers ?? []),
+      ...(retry?.release ? [{ groupId: 'release', health: retry.release.health }] : [])
+    ]
+    for (const runtime of runtimes) {
       if (runtime.health !== 'stopped')
-        failures.push(`stop after ${delayMs} ms: ${runtime.config.groupId} is ${runtime.health}`)
+        failures.push(`stop after ${delayMs} ms: ${runtime.groupId} is ${runtime.health}`)
     }
   }
   assert.deepEqual(failures, [])

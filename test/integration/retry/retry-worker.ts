@@ -1,5 +1,5 @@
 /**
- * A retrying worker process for the kill tests: a RetryingConsumer whose handler fails each record as
+ * A retrying worker process for the kill tests: a consumer with retry tiers whose handler fails each record as
  * planned (FAIL_PLAN below) and appends a line per event to a ledger file before it returns or throws,
  * so the file says everything the worker may have committed:
  *
@@ -16,7 +16,7 @@
 import { appendFileSync, existsSync, readFileSync } from 'node:fs'
 import { PermanentError, TransientError } from '../../../src/handling/errors.ts'
 import { readRetryHeaders } from '../../../src/retry/retry-headers.ts'
-import { RetryingConsumer } from '../../../src/retry/retrying-consumer.ts'
+import { Consumer } from '../../../src/consumer/consumer.ts'
 import { failurePlan } from './failure-plan.ts'
 
 const env = process.env
@@ -35,7 +35,7 @@ const failuresOf = (id: number): number => {
 }
 const write = (line: string) => appendFileSync(ledger, `${line}\n`)
 
-const consumer = new RetryingConsumer<{ id: number; key: string }>({
+const consumer = new Consumer<{ id: number; key: string }>({
   brokers: (env.KAFKA_BROKERS as string).split(','),
   groupId: env.GROUP as string,
   topics: [env.TOPIC as string],

@@ -2,7 +2,10 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { isKafkitError } from '../../../src/errors/kafkit-error.ts'
 import { retryOptions } from '../../../src/retry/options.ts'
-import { RetryingConsumer } from '../../../src/retry/retrying-consumer.ts'
+import { Consumer, type ConsumerInit } from '../../../src/consumer/consumer.ts'
+import { defaultLogger } from '../../../src/handling/logger.ts'
+import { RetryFlow } from '../../../src/retry/retry-flow.ts'
+import type { RetryOptions } from '../../../src/retry/options.ts'
 import { retryFlowTopics } from '../../../src/retry/topic-names.ts'
 
 const base = {
@@ -13,7 +16,13 @@ const base = {
   handler: async () => {}
 }
 
-test('retry options: seed 003 tiers by default, per-key ordering off, no in-place retries per tier', () => {
+/** The retry tiers a consumer with `retry` composes, built the way the consumer builds them. */
+function flowOf(init: ConsumerInit, retry: RetryOptions): RetryFlow {
+  const origin = new Consumer(init).config
+  return new RetryFlow({ retry, init, origin, logger: defaultLogger(), newConsumer: tier => new Consumer(tier) })
+}
+
+test('retry options: 5m, 10m, 20m, 40m tiers by default, per-key ordering off, no in-place retries per tier', () => {
   const config = retryOptions.resolve({})
   assert.deepEqual(config.tiers, [300_000, 600_000, 1_200_000, 2_400_000])
   assert.equal(config.perKeyOrdering, false)
@@ -43,8 +52,12 @@ test('flow topics: tiers named by their delay, the DLQ as the consumer names it,
   assert.throws(() => retryFlowTopics('a.b.c', [1000, 1000]), /both use topic/)
 })
 
-test('RetryingConsumer: durations as text, one consumer per tier, checked at construction', () => {
-  const consumer = new RetryingConsumer({ ...base, retry: { tiers: ['250ms', '1s', '1h30m'] } })
+test('Consumer with retry: durations as text, one consumer per tier, checked at construction', () => {
+  assert.ok(
+    new Consumer({ ...base, retry: { tiers: ['250ms'] } }).config.groupId === 'g',
+    'a consumer takes retry tiers'
+  )
+  const consumer = flowOf(base, { tiers: ['250ms', '1s', '1h30m'] })
   assert.deepEqual(consumer.retry.delaysMs, [250, 1000, 5_400_000])
   assert.deepEqual(
     consumer.tiers.map(t => [t.config.groupId, t.config.topics[0], t.config.startOffset, t.config.maxRetries]),
@@ -55,10 +68,7 @@ test('RetryingConsumer: durations as text, one consumer per tier, checked at con
     ]
   )
   assert.equal(consumer.release, undefined, 'no release consumer without per-key ordering')
-  const twice = new RetryingConsumer({
-    ...base,
-    retry: { tiers: [1000, 1000, 5000], topicTemplate: '{topic}.retry.{tier}' }
-  })
+  const twice = flowOf(base, { tiers: [1000, 1000, 5000], topicTemplate: '{topic}.retry.{tier}' })
   assert.deepEqual(
     twice.tiers.map(t => [t.config.groupId, t.config.topics[0]]),
     [
@@ -68,16 +78,16 @@ test('RetryingConsumer: durations as text, one consumer per tier, checked at con
     ],
     'tiers sharing a delay get a group each'
   )
-  const keyed = new RetryingConsumer({ ...base, retry: { tiers: [1000], perKeyOrdering: true } })
+  const keyed = flowOf(base, { tiers: [1000], perKeyOrdering: true })
   assert.equal(keyed.release?.config.groupId, 'g.retry.release')
   assert.throws(
-    () => new RetryingConsumer({ ...base, retry: { tiers: ['soon'] } }),
+    () => new Consumer({ ...base, retry: { tiers: ['soon'] } }),
     (error: unknown) =>
       isKafkitError(error) && error.code === 'KAFKIT_CONFIG_INVALID' && /retry.tiers\[0\]/.test(error.message)
   )
   assert.throws(
     () =>
-      new RetryingConsumer({
+      new Consumer({
         ...base,
         concurrency: { mode: 'unordered' },
         retry: { perKeyOrdering: true }
@@ -86,7 +96,7 @@ test('RetryingConsumer: durations as text, one consumer per tier, checked at con
   )
   assert.throws(
     () =>
-      new RetryingConsumer({
+      new Consumer({
         brokers: base.brokers,
         groupId: 'g',
         topics: ['t'],
@@ -98,13 +108,14 @@ test('RetryingConsumer: durations as text, one consumer per tier, checked at con
   )
   assert.throws(
     () =>
-      new RetryingConsumer({
+      new Consumer({
         ...base,
-        failureRoute: { route: () => Promise.resolve('dead-letter' as const) }
+        failureRoute: { route: () => Promise.resolve('dead-letter' as const) },
+        retry: { tiers: [1000] }
       }),
     /failureRoute/
   )
   // A breaker is kept on the tiers, with a threshold their in-place retries allow.
-  const breaker = new RetryingConsumer({ ...base, maxRetries: 3, breaker: { threshold: 3 }, retry: { tiers: [1000] } })
+  const breaker = flowOf({ ...base, maxRetries: 3, breaker: { threshold: 3 } }, { tiers: [1000] })
   assert.equal(breaker.tiers[0]?.config.breaker?.threshold, 1)
 })
