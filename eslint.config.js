@@ -27,5 +27,13 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }]
     }
   },
+  {
+    // A file a reader can hold, and functions that fit on a screen.
+    files: ['src/**/*.ts'],
+    rules: {
+      'max-lines': ['error', { max: 600 }],
+      'max-lines-per-function': ['error', { max: 80 }]
+    }
+  },
   { files: ['**/*.js'], extends: [tseslint.configs.disableTypeChecked] }
 )

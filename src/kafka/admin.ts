@@ -9,7 +9,11 @@ import { clientOptionsOf, type ConnectionOptions } from './connection.ts'
 export type AdminSource = ConnectionOptions | Admin
 
 /** Runs `fn` with an admin client: the one given, or one opened from the options and closed after. */
-export async function withAdmin<T>(source: AdminSource, clientId: string, fn: (admin: Admin) => Promise<T>): Promise<T> {
+export async function withAdmin<T>(
+  source: AdminSource,
+  clientId: string,
+  fn: (admin: Admin) => Promise<T>
+): Promise<T> {
   if (source instanceof Admin) return fn(source)
   const admin = new Admin(clientOptionsOf(source, clientId))
   try {

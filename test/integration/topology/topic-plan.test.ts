@@ -45,12 +45,15 @@ test('fewer partitions than exist is a conflict that changes nothing', async t =
   })
   const created = await ensureTopics(connection, [{ name, partitions: 3 }])
   assert.ok(created.warnings.length > 0, 'an unconventional name is a warning, not an error')
-  await assert.rejects(ensureTopics(connection, [{ name, partitions: 1, configs: { 'retention.ms': '1000' } }]), error => {
-    assert.ok(isKafkitError(error))
-    assert.equal(error.code, 'KAFKIT_TOPIC_CONFLICT')
-    assert.match(error.message, /has 3 partitions and the spec wants 1: Kafka cannot remove partitions/)
-    return true
-  })
+  await assert.rejects(
+    ensureTopics(connection, [{ name, partitions: 1, configs: { 'retention.ms': '1000' } }]),
+    error => {
+      assert.ok(isKafkitError(error))
+      assert.equal(error.code, 'KAFKIT_TOPIC_CONFLICT')
+      assert.match(error.message, /has 3 partitions and the spec wants 1: Kafka cannot remove partitions/)
+      return true
+    }
+  )
   const plan = await planTopics(connection, [{ name, partitions: 3, configs: { 'retention.ms': '1000' } }])
   assert.equal(plan.entries[0]?.action, 'update', 'the refused config change was not applied')
 })
