@@ -23,7 +23,7 @@ export function consumeStream<K, V, HK, HV>(
   return new Promise((resolve, reject) => {
     client.consume(options, (error, stream) => {
       if (error || !stream) {
-        reject(error ?? new Error('consume() gave neither a stream nor an error'))
+        reject(error ?? new ConsumerStreamClosedError('consume() gave neither a stream nor an error'))
         return
       }
       let ended = false

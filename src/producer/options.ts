@@ -6,6 +6,7 @@
  * the options, not through the schema.
  */
 import { z } from 'zod'
+import { ConfigError } from '../errors/kafkit-error.ts'
 import { duration } from '../config/duration.ts'
 import { connectionEnv, connectionSecrets, connectionShape } from '../kafka/connection.ts'
 import { defineOptions, type EnvBinding } from '../config/define-options.ts'
@@ -19,7 +20,7 @@ const envAcks = (name: string): EnvBinding => ({
     if (value === 'all' || value === '-1') return -1
     if (value === 'none' || value === '0') return 0
     if (value === 'leader' || value === '1') return 1
-    throw new Error('expected -1 (all), 0 (none) or 1 (leader)')
+    throw new ConfigError('expected -1 (all), 0 (none) or 1 (leader)')
   }
 })
 
@@ -28,7 +29,7 @@ const envAttemptsAsRetries = (name: string): EnvBinding => ({
   name,
   parse: raw => {
     const attempts = parseInteger(raw)
-    if (attempts < 1) throw new Error('expected at least 1 attempt')
+    if (attempts < 1) throw new ConfigError('expected at least 1 attempt')
     return attempts - 1
   }
 })
