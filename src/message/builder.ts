@@ -45,6 +45,66 @@ export interface OutgoingMessage<V = unknown> {
 const NO_VALUE: unique symbol = Symbol('no value')
 
 /**
+ * Internal (not exported from the package): the key of the method a producer reads a builder's fields
+ * with at send, so sending a builder does not build a frozen message first.
+ */
+export const MESSAGE_PARTS: unique symbol = Symbol('kafkit.messageParts')
+
+/**
+ * Internal: a builder's fields at the instant it was sent. `headers` is the builder's own map, shared:
+ * the builder copies it before its next change, so later changes to the builder do not reach a message
+ * already sent. `message()` gives what build() would have returned for the same instant.
+ */
+export class MessageParts<V = unknown> {
+  readonly topic: string | undefined
+  readonly key: string | Buffer | null | undefined
+  readonly value: V
+  readonly partition: number | undefined
+  readonly timestamp: Date | number | undefined
+  readonly headers: ReadonlyMap<string, HeaderValue>
+  /** The `timestamp` header from an explicit timestamp (made at once: an invalid one throws as build() does). */
+  readonly stamp: string | undefined
+
+  constructor(
+    topic: string | undefined,
+    key: string | Buffer | null | undefined,
+    value: V,
+    partition: number | undefined,
+    timestamp: Date | number | undefined,
+    headers: ReadonlyMap<string, HeaderValue>
+  ) {
+    this.topic = topic
+    this.key = key
+    this.value = value
+    this.partition = partition
+    this.timestamp = timestamp
+    this.headers = headers
+    this.stamp =
+      timestamp === undefined || headers.get(StandardHeader.timestamp) !== undefined
+        ? undefined
+        : new Date(timestamp).toISOString()
+  }
+
+  /**
+   * The frozen message build() returns: the headers given, then `event-id` and `timestamp` when absent
+   * (`eventId` and `timestamp` when given: what the producer stamped; else a new id and now).
+   */
+  message(eventId?: string, timestamp?: string): Readonly<OutgoingMessage<V>> {
+    const headers: Record<string, HeaderValue> = Object.fromEntries(this.headers)
+    headers[StandardHeader.eventId] ??= eventId ?? newEventId()
+    if (headers[StandardHeader.timestamp] === undefined) {
+      headers[StandardHeader.timestamp] = this.stamp ?? timestamp ?? new Date().toISOString()
+    }
+    const built: OutgoingMessage<V> = { value: this.value, headers: Object.freeze(headers) }
+    if (this.topic !== undefined) built.topic = this.topic
+    if (this.key !== undefined) built.key = this.key
+    if (this.partition !== undefined) built.partition = this.partition
+    if (this.timestamp !== undefined) built.timestamp = this.timestamp
+    return Object.freeze(built)
+  }
+}
+
+/**
  * Builds one message. Each setter returns the builder; `build()` returns a frozen message and may be
  * called again (each call stamps a fresh `event-id` unless one was set explicitly).
  */
@@ -54,7 +114,9 @@ export class MessageBuilder<V = unknown> {
   #value: V | typeof NO_VALUE = NO_VALUE
   #partition: number | undefined
   #timestamp: Date | number | undefined
-  readonly #headers = new Map<string, HeaderValue>()
+  #headers = new Map<string, HeaderValue>()
+  /** The header map was handed to a message sent: copy it before changing it. */
+  #shared = false
 
   /** Sets the value, and with it the value type. */
   value<T>(value: T): MessageBuilder<T> {
@@ -89,15 +151,24 @@ export class MessageBuilder<V = unknown> {
 
   /** One header; a later call with the same name replaces it. */
   header(name: string, value: HeaderValue): this {
-    this.#headers.set(name, value)
+    this.#ownHeaders().set(name, value)
     return this
   }
 
   /** Several headers at once (merged over the ones set so far). */
   headers(headers: MessageHeaders): this {
+    const own = this.#ownHeaders()
     const entries = headers instanceof Map ? headers.entries() : Object.entries(headers)
-    for (const [name, value] of entries as Iterable<[string, HeaderValue]>) this.#headers.set(name, value)
+    for (const [name, value] of entries as Iterable<[string, HeaderValue]>) own.set(name, value)
     return this
+  }
+
+  #ownHeaders(): Map<string, HeaderValue> {
+    if (this.#shared) {
+      this.#headers = new Map(this.#headers)
+      this.#shared = false
+    }
+    return this.#headers
   }
 
   /** `event-id`; a UUIDv7 is generated at build() when none is set. */
@@ -133,19 +204,19 @@ export class MessageBuilder<V = unknown> {
   }
 
   build(): Readonly<OutgoingMessage<V>> {
+    return this.#parts().message()
+  }
+
+  /** Internal: the fields as they are now, for a producer sending this builder (see MessageParts). */
+  [MESSAGE_PARTS](): MessageParts<V> {
+    const parts = this.#parts()
+    this.#shared = true
+    return parts
+  }
+
+  #parts(): MessageParts<V> {
     if (this.#value === NO_VALUE) throw new InvalidMessageError('message has no value: call .value(...) first')
-    const headers: Record<string, HeaderValue> = Object.fromEntries(this.#headers)
-    headers[StandardHeader.eventId] ??= newEventId()
-    if (headers[StandardHeader.timestamp] === undefined) {
-      const at = this.#timestamp === undefined ? new Date() : new Date(this.#timestamp)
-      headers[StandardHeader.timestamp] = at.toISOString()
-    }
-    const built: OutgoingMessage<V> = { value: this.#value, headers: Object.freeze(headers) }
-    if (this.#topic !== undefined) built.topic = this.#topic
-    if (this.#key !== undefined) built.key = this.#key
-    if (this.#partition !== undefined) built.partition = this.#partition
-    if (this.#timestamp !== undefined) built.timestamp = this.#timestamp
-    return Object.freeze(built)
+    return new MessageParts(this.#topic, this.#key, this.#value, this.#partition, this.#timestamp, this.#headers)
   }
 }
 

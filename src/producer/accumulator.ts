@@ -248,11 +248,11 @@ export class RecordAccumulator {
 
   /** The record's partition; -1 when there is none (the record failed). */
   #partitionOf(record: PendingRecord, partitions: number): number {
-    let partition = record.message.partition
+    let partition = record.source.partition
     if (partition === undefined) {
       try {
         partition = this.#chooser.choose(
-          record.message,
+          record,
           record.key ?? null,
           record.topic,
           partitions,

@@ -12,6 +12,7 @@
  */
 import type { OutgoingMessage } from '../message/builder.ts'
 import { keyPartition } from './murmur2.ts'
+import { PendingRecord } from './record.ts'
 
 /** A custom partitioner: return a partition in [0, partitions). `key` is the serialized key or null. */
 export type PartitionerFunction = (message: OutgoingMessage<unknown>, key: Buffer | null, partitions: number) => number
@@ -28,16 +29,21 @@ export class PartitionChooser {
     this.#strategy = strategy
   }
 
-  /** The partition for `message` (no explicit partition) of a topic with `partitions` partitions. */
+  /**
+   * The partition for `message` (no explicit partition) of a topic with `partitions` partitions. Given
+   * a record, its message is only read for a custom partitioner (a builder's is made when read).
+   */
   choose(
-    message: OutgoingMessage<unknown>,
+    message: OutgoingMessage<unknown> | PendingRecord,
     key: Buffer | null,
     topic: string,
     partitions: number,
     batch: number
   ): number {
     const strategy = this.#strategy
-    if (typeof strategy === 'function') return strategy(message, key, partitions)
+    if (typeof strategy === 'function') {
+      return strategy(message instanceof PendingRecord ? message.message : message, key, partitions)
+    }
     if (strategy === 'murmur2') {
       if (key !== null) return keyPartition(key, partitions)
       const sticky = this.#sticky.get(topic)

@@ -3,20 +3,19 @@
  * headers stamped (`stampHeaders`), the size counted and held to `maxMessageBytes`. What cannot be
  * written throws a coded error here, before anything is buffered.
  */
-import type { OutgoingMessage } from '../message/builder.ts'
+import { MessageParts, type MessageHeaders, type OutgoingMessage } from '../message/builder.ts'
 import { StandardHeader } from '../message/wire-format.ts'
 import type { Serde } from '../message/serde.ts'
 import { newEventIdBytes } from '../message/uuid.ts'
 import { describe } from './error-text.ts'
 import { MessageTooLargeError, ProduceError, SerializationError } from './errors.ts'
 import type { ProducerConfig } from './options.ts'
-import { PendingRecord } from './record.ts'
+import { EVENT_ID_HEADER, PendingRecord, TIMESTAMP_HEADER } from './record.ts'
 
 /** Per-record framing bytes not counted in key/value/headers (length, attributes, deltas). */
 const RECORD_OVERHEAD = 16
-
-const EVENT_ID = Buffer.from(StandardHeader.eventId)
-const TIMESTAMP = Buffer.from(StandardHeader.timestamp)
+/** Most header names (each with its last value) kept encoded per producer. */
+const HEADER_CACHE_SIZE = 512
 
 let stampMs = -1
 let stampBytes = Buffer.alloc(0)
@@ -29,18 +28,35 @@ function timestampHeader(ms: number): Buffer {
   return stampBytes
 }
 
+/** A header name's bytes, and the last value sent under it with its bytes (most values repeat). */
+interface HeaderSlot {
+  readonly name: Buffer
+  value: string | undefined
+  bytes: Buffer
+}
+
+/** What the header loop found besides the headers themselves. */
+interface HeaderScan {
+  size: number
+  eventId: string | undefined
+  hasTimestamp: boolean
+}
+
 export class RecordPreparer<V> {
   readonly #config: Readonly<Pick<ProducerConfig, 'topic' | 'stampHeaders' | 'maxMessageBytes'>>
   readonly #serde: Serde<V>
-  readonly #headerNames = new Map<string, Buffer>()
+  readonly #headerSlots = new Map<string, HeaderSlot>()
 
   constructor(config: Readonly<Pick<ProducerConfig, 'topic' | 'stampHeaders' | 'maxMessageBytes'>>, serde: Serde<V>) {
     this.#config = config
     this.#serde = serde
   }
 
-  /** The record for `message`, sent at `now` (performance.now()); throws when it cannot be sent. */
-  prepare(message: OutgoingMessage<V>, now: number): PendingRecord {
+  /**
+   * The record for `message` (or a builder's fields), sent at `now` (performance.now()); throws when it
+   * cannot be sent. A builder's message always gets `event-id` and `timestamp` (its build() adds them).
+   */
+  prepare(message: OutgoingMessage<V> | MessageParts<V>, now: number): PendingRecord {
     if (typeof message !== 'object' || message === null) {
       throw new SerializationError(
         `a message must be an object with a value, got ${message === null ? 'null' : typeof message}`
@@ -52,68 +68,99 @@ export class RecordPreparer<V> {
     }
     const key = keyBytes(message.key, topic)
     const value = this.#valueBytes(message.value, topic)
-    let size = RECORD_OVERHEAD + (key === undefined ? 0 : key.length) + (value === null ? 0 : value.length)
-    let headers: Map<Buffer, Buffer> | undefined
-    let eventId: string | undefined
-    let hasTimestamp = false
-    const source = message.headers
-    if (source !== undefined) {
-      headers = new Map()
-      const entries = source instanceof Map ? source.entries() : Object.entries(source)
-      for (const [name, raw] of entries as Iterable<[string, unknown]>) {
-        if (raw === undefined) continue
-        let bytes: Buffer
-        if (typeof raw === 'string') bytes = Buffer.from(raw, 'utf8')
-        else if (Buffer.isBuffer(raw)) bytes = raw
-        else
-          throw new SerializationError(
-            `header ${JSON.stringify(name)} of a message to ${topic} must be a string or a Buffer`
-          )
-        const nameBytes = this.headerName(name)
-        headers.set(nameBytes, bytes)
-        size += nameBytes.length + bytes.length + 2
-        if (name === StandardHeader.eventId) eventId = bytes.toString('utf8')
-        else if (name === StandardHeader.timestamp) hasTimestamp = true
-      }
+    const built = message instanceof MessageParts
+    const scan: HeaderScan = {
+      size: RECORD_OVERHEAD + (key === undefined ? 0 : key.length) + (value === null ? 0 : value.length),
+      eventId: undefined,
+      hasTimestamp: false
     }
-    if (this.#config.stampHeaders) {
+    let headers = message.headers === undefined ? undefined : this.#headers(message.headers, topic, built, scan)
+    let eventId: string | Buffer | undefined = scan.eventId
+    if (built || this.#config.stampHeaders) {
       // One clock reading for both headers.
       const wall = Date.now()
       if (eventId === undefined) {
-        const idBytes = newEventIdBytes(wall)
-        eventId = idBytes.toString('latin1')
+        eventId = newEventIdBytes(wall)
         headers ??= new Map()
-        headers.set(EVENT_ID, idBytes)
-        size += EVENT_ID.length + 36 + 2
+        headers.set(EVENT_ID_HEADER, eventId)
+        scan.size += EVENT_ID_HEADER.length + 36 + 2
       }
-      if (!hasTimestamp) {
+      if (!scan.hasTimestamp) {
         headers ??= new Map()
-        const stamp = timestampHeader(wall)
-        headers.set(TIMESTAMP, stamp)
-        size += TIMESTAMP.length + stamp.length + 2
+        const explicit = built ? message.stamp : undefined
+        const stamp = explicit === undefined ? timestampHeader(wall) : Buffer.from(explicit, 'latin1')
+        headers.set(TIMESTAMP_HEADER, stamp)
+        scan.size += TIMESTAMP_HEADER.length + stamp.length + 2
       }
     }
+    const size = scan.size
     const maxMessageBytes = this.#config.maxMessageBytes
     if (size > maxMessageBytes) {
       throw new MessageTooLargeError(
         `a message to ${topic} is ${size} bytes (key, value and headers), more than maxMessageBytes (${maxMessageBytes}); it was not sent`,
-        { details: { topic, size, maxMessageBytes, eventId } }
+        { details: { topic, size, maxMessageBytes, eventId: eventIdText(eventId) } }
       )
     }
     const timestamp = recordTimestamp(message.timestamp, topic)
     return new PendingRecord(message, topic, key, value, headers, timestamp, size, eventId, now)
   }
 
+  /** The headers as bytes (undefined values left out), counted into `scan`. */
+  #headers(source: MessageHeaders, topic: string, built: boolean, scan: HeaderScan): Map<Buffer, Buffer> {
+    const headers = new Map<Buffer, Buffer>()
+    if (source instanceof Map) {
+      for (const [name, raw] of source as ReadonlyMap<string, unknown>) {
+        // build() replaces a null event id with a new one, as it does an absent one.
+        if (raw === null && built && name === StandardHeader.eventId) continue
+        this.#header(headers, name, raw, topic, scan)
+      }
+    } else {
+      const record = source as Readonly<Record<string, unknown>>
+      for (const name in record) {
+        if (Object.hasOwn(record, name)) this.#header(headers, name, record[name], topic, scan)
+      }
+    }
+    return headers
+  }
+
+  #header(headers: Map<Buffer, Buffer>, name: string, raw: unknown, topic: string, scan: HeaderScan): void {
+    if (raw === undefined) return
+    const slot = this.#slot(name)
+    let bytes: Buffer
+    if (typeof raw === 'string') {
+      // Most header values repeat from message to message (a type, a source): encoded once while they do.
+      if (raw !== slot.value) {
+        slot.bytes = Buffer.from(raw, 'utf8')
+        slot.value = raw
+      }
+      bytes = slot.bytes
+    } else if (Buffer.isBuffer(raw)) {
+      bytes = raw
+    } else {
+      throw new SerializationError(
+        `header ${JSON.stringify(name)} of a message to ${topic} must be a string or a Buffer`
+      )
+    }
+    headers.set(slot.name, bytes)
+    scan.size += slot.name.length + bytes.length + 2
+    if (name === StandardHeader.eventId) scan.eventId = typeof raw === 'string' ? raw : raw.toString('utf8')
+    else if (name === StandardHeader.timestamp) scan.hasTimestamp = true
+  }
+
   /** A header name's bytes, cached: the same few names come with every message. */
   headerName(name: string): Buffer {
-    let bytes = this.#headerNames.get(name)
-    if (bytes === undefined) {
+    return this.#slot(name).name
+  }
+
+  #slot(name: string): HeaderSlot {
+    let slot = this.#headerSlots.get(name)
+    if (slot === undefined) {
       // Bounded: header names are few in practice; a producer fed unique names must not grow forever.
-      if (this.#headerNames.size >= 512) this.#headerNames.clear()
-      bytes = Buffer.from(name, 'utf8')
-      this.#headerNames.set(name, bytes)
+      if (this.#headerSlots.size >= HEADER_CACHE_SIZE) this.#headerSlots.clear()
+      slot = { name: Buffer.from(name, 'utf8'), value: undefined, bytes: EMPTY }
+      this.#headerSlots.set(name, slot)
     }
-    return bytes
+    return slot
   }
 
   #valueBytes(value: V, topic: string): Buffer | null {
@@ -134,6 +181,12 @@ export class RecordPreparer<V> {
     }
     return bytes
   }
+}
+
+const EMPTY = Buffer.alloc(0)
+
+function eventIdText(id: string | Buffer | undefined): string | undefined {
+  return id === undefined || typeof id === 'string' ? id : id.toString('latin1')
 }
 
 function keyBytes(key: unknown, topic: string): Buffer | undefined {

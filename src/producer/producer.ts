@@ -27,7 +27,7 @@ import { EventEmitter } from 'node:events'
 import { ClientProducer } from '../kafka/client.ts'
 import { toClientOptions } from '../kafka/connection.ts'
 import { isKafkitError } from '../errors/kafkit-error.ts'
-import { MessageBuilder, type OutgoingMessage } from '../message/builder.ts'
+import { MESSAGE_PARTS, MessageBuilder, MessageParts, type OutgoingMessage } from '../message/builder.ts'
 import { jsonSerde, type Serde } from '../message/serde.ts'
 import { CircuitBreaker, type BreakerStateChange } from '../resilience/circuit-breaker.ts'
 import { RecordAccumulator } from './accumulator.ts'
@@ -335,7 +335,8 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     index: number,
     now: number
   ): Promise<SendResult> | undefined {
-    const message = input instanceof MessageBuilder ? input.build() : input
+    // A builder is read, not built: the preparer stamps its `event-id` and `timestamp` as bytes.
+    const message = input instanceof MessageBuilder ? input[MESSAGE_PARTS]() : input
     if (this.#closing) {
       return this.#refuse(
         message,
@@ -397,7 +398,7 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
 
   /** A message refused before it was buffered. */
   #refuse(
-    message: OutgoingMessage<V>,
+    message: OutgoingMessage<V> | MessageParts<V>,
     error: Error,
     record: PendingRecord | undefined,
     group: SendGroup | undefined,
@@ -407,7 +408,9 @@ export class Producer<V = unknown> extends EventEmitter<ProducerEvents<V>> {
     this.#counters.failed(error)
     if (this.listenerCount('failed') > 0) {
       this.emit('failed', {
-        message,
+        message:
+          (record?.message as OutgoingMessage<V> | undefined) ??
+          (message instanceof MessageParts ? message.message() : message),
         topic: record?.topic ?? message.topic ?? this.config.topic ?? '',
         partition: undefined,
         eventId: record?.eventId,

@@ -4,11 +4,16 @@
  * sends.
  */
 import type { MessageToProduce } from '../kafka/client.ts'
-import type { OutgoingMessage } from '../message/builder.ts'
+import { MessageParts, type OutgoingMessage } from '../message/builder.ts'
+import { StandardHeader } from '../message/wire-format.ts'
 import type { TxState } from './transactions.ts'
 import type { SendOutcome, SendResult } from './types.ts'
 
 export type Bytes = MessageToProduce<Buffer, Buffer, Buffer, Buffer>
+
+/** The names of the headers the producer stamps: the keys of those entries in a record's headers. */
+export const EVENT_ID_HEADER = Buffer.from(StandardHeader.eventId)
+export const TIMESTAMP_HEADER = Buffer.from(StandardHeader.timestamp)
 
 /** A record's state: waiting for admission, batched, sent and not answered, or done. */
 export const WAITING = 0
@@ -37,9 +42,9 @@ export class PendingRecord {
   partition = -1
   readonly timestamp: bigint | undefined
   // Kafkit's own.
-  readonly message: OutgoingMessage<unknown>
+  /** What was sent: the message, or a builder's fields (the message is then made when asked for). */
+  readonly source: OutgoingMessage<unknown> | MessageParts<unknown>
   readonly size: number
-  readonly eventId: string | undefined
   readonly enqueuedAt: number
   state = WAITING
   released = true
@@ -54,16 +59,20 @@ export class PendingRecord {
   reject: ((error: Error) => void) | undefined = undefined
   group: SendGroup | undefined = undefined
   index = 0
+  /** The `event-id`; a stamped one as its ASCII bytes until read as text (most only for their result). */
+  #eventId: string | Buffer | undefined
+  #message: OutgoingMessage<unknown> | undefined = undefined
 
   constructor(
-    message: OutgoingMessage<unknown>,
+    source: OutgoingMessage<unknown> | MessageParts<unknown>,
     topic: string,
     key: Buffer | undefined,
     value: Buffer | null,
     headers: Map<Buffer, Buffer> | undefined,
     timestamp: bigint | undefined,
     size: number,
-    eventId: string | undefined,
+    /** Text, or a stamped id's ASCII bytes. */
+    eventId: string | Buffer | undefined,
     enqueuedAt: number
   ) {
     this.topic = topic
@@ -71,10 +80,27 @@ export class PendingRecord {
     this.value = value
     this.headers = headers
     this.timestamp = timestamp
-    this.message = message
+    this.source = source
     this.size = size
-    this.eventId = eventId
+    this.#eventId = eventId
     this.enqueuedAt = enqueuedAt
+  }
+
+  /** The `event-id` header's text, when the message has one. */
+  get eventId(): string | undefined {
+    const id = this.#eventId
+    if (id === undefined || typeof id === 'string') return id
+    const text = id.toString('latin1')
+    this.#eventId = text
+    return text
+  }
+
+  /** The message as sent; for a builder, what its build() would have returned with the stamped headers. */
+  get message(): OutgoingMessage<unknown> {
+    const source = this.source
+    if (!(source instanceof MessageParts)) return source
+    this.#message ??= source.message(this.eventId, this.headers?.get(TIMESTAMP_HEADER)?.toString('latin1'))
+    return this.#message
   }
 
   /** The promise send() returns; a shared executor, so no closure is allocated per message for it. */

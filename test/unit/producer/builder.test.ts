@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { parse, stringify, validate, version } from 'uuid'
-import { InvalidMessageError, message, MessageBuilder } from '../../../src/message/builder.ts'
+import { InvalidMessageError, message, MESSAGE_PARTS, MessageBuilder } from '../../../src/message/builder.ts'
 import { readStandardHeaders } from '../../../src/message/headers.ts'
 import { newEventId, newEventIdBytes } from '../../../src/message/uuid.ts'
 
@@ -76,4 +76,31 @@ test('UUIDv7 ids are valid, unique and sort in creation order', () => {
   const bytes = newEventIdBytes()
   assert.equal(bytes.length, 36)
   assert.ok(validate(bytes.toString('latin1')) && bytes.toString('latin1') > (ids.at(-1) as string))
+})
+
+test('a sent builder (its parts) is unaffected by later changes; its message is what build() gives', () => {
+  const at = new Date('2025-11-18T15:00:00.000Z')
+  const builder = message('v').key('k').topic('t').partition(1).eventType('made').header('h', Buffer.from('b'))
+  const parts = builder[MESSAGE_PARTS]()
+  builder.eventType('changed').header('later', 'x').timestamp(at).value('w')
+  assert.deepEqual([...parts.headers.keys()], ['event-type', 'h'])
+  assert.equal(parts.value, 'v')
+  assert.equal(parts.stamp, undefined, 'no explicit timestamp when it was sent')
+  const built = parts.message('id-1', '2030-01-01T00:00:00.000Z')
+  assert.deepEqual(built, {
+    value: 'v',
+    topic: 't',
+    key: 'k',
+    partition: 1,
+    headers: { 'event-type': 'made', h: Buffer.from('b'), 'event-id': 'id-1', timestamp: '2030-01-01T00:00:00.000Z' }
+  })
+  assert.ok(Object.isFrozen(built) && Object.isFrozen(built.headers))
+  // The builder itself carries on with its own copy of the headers.
+  const later = builder[MESSAGE_PARTS]()
+  assert.deepEqual([...later.headers.keys()], ['event-type', 'h', 'later'])
+  assert.equal(later.headers.get('event-type'), 'changed')
+  assert.equal(later.stamp, '2025-11-18T15:00:00.000Z', 'the timestamp header of an explicit timestamp')
+  assert.deepEqual(Object.keys(builder.build().headers ?? {}), ['event-type', 'h', 'later', 'event-id', 'timestamp'])
+  assert.throws(() => new MessageBuilder()[MESSAGE_PARTS](), /no value/)
+  assert.throws(() => message(1).timestamp(NaN)[MESSAGE_PARTS](), RangeError, 'as build() throws')
 })

@@ -30,7 +30,7 @@ test('defaults: idempotent, acks all, Java-compatible partitioner, breaker on, 3
   assert.equal(config.maxRetries, undefined, 'retries are bounded by deliveryTimeoutMs')
   assert.deepEqual(config.retryBackoff, { baseMs: 100, maxMs: 1000 })
   assert.deepEqual(config.breaker, { enabled: true, openAfterMs: 60_000, cooldownMs: 30_000 })
-  assert.equal(config.bufferMemory, 32 * 1024 * 1024)
+  assert.equal(config.bufferMemory, 8 * 1024 * 1024)
   assert.equal(config.bufferFullBehavior, 'wait')
   assert.equal(config.deliveryTimeoutMs, 120_000)
   assert.equal(config.stampHeaders, true)

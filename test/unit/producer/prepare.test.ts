@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { mock, test, type TestContext } from 'node:test'
 import { isKafkitError } from '../../../src/errors/kafkit-error.ts'
+import { message, MESSAGE_PARTS } from '../../../src/message/builder.ts'
 import { jsonSerde, stringSerde } from '../../../src/message/serde.ts'
 import { RecordPreparer } from '../../../src/producer/prepare.ts'
 
@@ -100,4 +101,42 @@ test('header names are encoded once and the cache stays bounded', () => {
   for (let i = 0; i < 600; i++) preparer.headerName(`unique-${i}`)
   assert.notEqual(preparer.headerName('trace'), first, 'dropped when the cache was full')
   assert.deepEqual(preparer.headerName('trace'), first)
+})
+
+test("a builder's parts: event-id and timestamp always stamped (as build() would), its message made when asked", t => {
+  clock(t)
+  const preparer = new RecordPreparer<string>({ topic: 't', stampHeaders: false, maxMessageBytes: 1000 }, stringSerde)
+  const builder = message('hello').eventType('made').source('here')
+  const record = preparer.prepare(builder[MESSAGE_PARTS](), 0)
+  const headers = headerText(record.headers)
+  assert.deepEqual(Object.keys(headers), ['event-type', 'source', 'event-id', 'timestamp'])
+  assert.equal(headers.timestamp, '2030-01-02T03:04:05.678Z')
+  assert.equal(record.eventId, headers['event-id'])
+  assert.equal(record.size, 16 + 5 + (10 + 4 + 2) + (6 + 4 + 2) + (8 + 36 + 2) + (9 + 24 + 2))
+  assert.deepEqual(record.message, {
+    value: 'hello',
+    headers: { 'event-type': 'made', source: 'here', 'event-id': headers['event-id'], timestamp: headers.timestamp }
+  })
+  assert.equal(record.message, record.message, 'made once')
+  const at = Date.parse('2020-05-06T07:08:09.010Z')
+  const own = preparer.prepare(message('x').eventId('mine').timestamp(at)[MESSAGE_PARTS](), 0)
+  assert.deepEqual(headerText(own.headers), { 'event-id': 'mine', timestamp: '2020-05-06T07:08:09.010Z' })
+  assert.equal(own.eventId, 'mine')
+  assert.equal(own.timestamp, BigInt(at))
+  const kept = preparer.prepare(message('x').header('timestamp', 'then')[MESSAGE_PARTS](), 0)
+  assert.equal(headerText(kept.headers).timestamp, 'then')
+})
+
+test('a header value that repeats is encoded once; a new value gets its own bytes', () => {
+  const preparer = new RecordPreparer({ topic: 't', stampHeaders: false, maxMessageBytes: 1000 }, jsonSerde())
+  const valueOf = (headers: Record<string, string>) => {
+    const record = preparer.prepare({ value: 1, headers }, 0)
+    return record.headers?.get(preparer.headerName('type'))
+  }
+  const first = valueOf({ type: 'a' })
+  assert.equal(valueOf({ type: 'a' }), first, 'the same Buffer')
+  const other = valueOf({ type: 'b' })
+  assert.deepEqual(other, Buffer.from('b'))
+  assert.deepEqual(first, Buffer.from('a'), 'bytes handed out before are not changed')
+  assert.deepEqual(valueOf({ type: 'a' }), Buffer.from('a'))
 })
