@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { createClient, ClickHouseLogLevel, type ClickHouseClient } from '@clickhouse/client'
 import { uniqueName } from '../../src/testing/topics.ts'
+import { eventually } from './wait.ts'
 
 export const CLICKHOUSE_HTTP_PORT = 18123
 export const CLICKHOUSE_TCP_PORT = 19000
@@ -164,15 +165,15 @@ async function start(log: (line: string) => void): Promise<TestClickHouse> {
   child.once('exit', code => {
     state.exited = code ?? -1
   })
-  while (!(await ping(url))) {
-    if (state.exited !== null || Date.now() - started > 60_000) {
-      const errors = await readFile(join(stateDir, 'server.err.log'), 'utf8').catch(() => '')
-      if (alive(pid)) process.kill(pid, 'SIGKILL')
-      throw new Error(
-        `ClickHouse did not become ready (${state.exited === null ? 'timeout' : `exit ${state.exited}`}); ${stateDir}/server.err.log: ${errors.slice(-1500)}`
-      )
-    }
-    await new Promise(resolve => setTimeout(resolve, 200))
+  // Ready when it answers a ping; given up on when it exits first or after 60 s.
+  let ready = false
+  await eventually(async () => (ready = await ping(url)) || state.exited !== null, 60_000, 200)
+  if (!ready) {
+    const errors = await readFile(join(stateDir, 'server.err.log'), 'utf8').catch(() => '')
+    if (alive(pid)) process.kill(pid, 'SIGKILL')
+    throw new Error(
+      `ClickHouse did not become ready (${state.exited === null ? 'timeout' : `exit ${state.exited}`}); ${stateDir}/server.err.log: ${errors.slice(-1500)}`
+    )
   }
   log(`ClickHouse ready on ${url} (pid ${pid}) in ${Date.now() - started} ms`)
   return {
@@ -186,7 +187,7 @@ async function stopServer(pid: number, pidFile: string): Promise<void> {
   shared = undefined
   if (alive(pid)) {
     process.kill(pid, 'SIGTERM')
-    for (let i = 0; i < 100 && alive(pid); i++) await new Promise(resolve => setTimeout(resolve, 100))
+    await eventually(() => !alive(pid), 10_000, 100)
     if (alive(pid)) process.kill(pid, 'SIGKILL')
   }
   await rm(pidFile, { force: true })

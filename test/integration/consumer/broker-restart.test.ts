@@ -6,11 +6,10 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { startKafka, stopKafka, stopNode, type LocalKafkaCluster } from '../../../src/testing/local-kafka.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { restartWhenPortFree } from '../../helpers/restart-nodes.ts'
-import { busyWorker, committedSum, produceKeyed, waitFor } from './helpers.ts'
+import { busyWorker, committedSum, produceKeyed, sleep, waitFor } from './helpers.ts'
 import { TEST_PORTS } from '../../helpers/ports.ts'
 
 const PORT = TEST_PORTS.consumerBrokerRestart

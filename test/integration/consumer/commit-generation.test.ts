@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Consumer as ClientConsumer, MessagesStreamModes, type MessagesStream } from '@platformatic/kafka'
 import { commitInGeneration } from '../../../src/kafka/commit-in-generation.ts'
 import { closeGroupClient, consumeStream } from '../../../src/consumer/consume-stream.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
+import { eventually } from '../../helpers/wait.ts'
 import { committedOffsets, waitFor } from './helpers.ts'
 
 type Client = ClientConsumer<Buffer, Buffer, Buffer, Buffer>
@@ -78,10 +78,14 @@ test('a commit in a generation the group has left is refused and lands nothing; 
   const current = { generation: first.client.generationId, memberId: first.client.memberId as string }
   // The group may still be completing its rebalance (REBALANCE_IN_PROGRESS): try for a while.
   let landed: unknown = new Error('not tried')
-  for (let attempt = 0; attempt < 50 && landed !== undefined; attempt++) {
-    landed = await commitInGeneration(first.client, groupId, current, offsets).catch((error: unknown) => error)
-    if (landed !== undefined) await sleep(200)
-  }
+  await eventually(
+    async () => {
+      landed = await commitInGeneration(first.client, groupId, current, offsets).catch((error: unknown) => error)
+      return landed === undefined
+    },
+    10_000,
+    200
+  )
   assert.equal(landed, undefined, 'the commit in the current generation was accepted')
   assert.equal((await committedOffsets(brokers, groupId, topic)).get(0), 5n)
   first.stream.destroy()

@@ -1,6 +1,7 @@
 /** Shared set-up of the consumer runtime's broker tests: produce keyed JSON records, read the group's offsets. */
 import { Admin, Producer } from '@platformatic/kafka'
 import { Consumer } from '../../../src/consumer/consumer.ts'
+import { eventually, sleep, waitFor } from '../../helpers/wait.ts'
 
 export const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -73,11 +74,14 @@ export async function committedSum(
   timeoutMs: number
 ): Promise<bigint> {
   let sum = 0n
-  const deadline = Date.now() + timeoutMs
-  while (sum < BigInt(total) && Date.now() < deadline) {
-    await new Promise(resolve => setTimeout(resolve, 250))
-    sum = [...(await committedOffsets(brokers, groupId, topic)).values()].reduce((a, b) => a + b, 0n)
-  }
+  await eventually(
+    async () => {
+      sum = [...(await committedOffsets(brokers, groupId, topic)).values()].reduce((a, b) => a + b, 0n)
+      return sum >= BigInt(total)
+    },
+    timeoutMs,
+    250
+  )
   return sum
 }
 
@@ -114,11 +118,11 @@ export function busyWorker(
     },
     env: {},
     handler: async message => {
-      await new Promise(resolve => setTimeout(resolve, 5))
+      await sleep(5)
       handled.add(`${message.partition}:${message.offset}`)
     }
   })
   return { consumer, handled, warnings }
 }
 
-export { waitFor } from '../../helpers/wait.ts'
+export { sleep, waitFor }

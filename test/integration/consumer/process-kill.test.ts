@@ -17,11 +17,11 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { test, type TestContext } from 'node:test'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
-import { committedOffsets, produceKeyed } from './helpers.ts'
+import { eventually } from '../../helpers/wait.ts'
+import { committedOffsets, produceKeyed, sleep, waitFor } from './helpers.ts'
 
 const records = Number(process.env.KAFKIT_KILL_RECORDS ?? 4000)
 const kills = Number(process.env.KAFKIT_KILLS ?? 10)
@@ -70,23 +70,20 @@ function distinctHandled(file: string): number {
 }
 
 async function waitForLedger(file: string, count: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (distinctHandled(file) < count) {
-    if (Date.now() > deadline) {
-      throw new Error(`only ${distinctHandled(file)} of ${count} records handled after ${timeoutMs} ms`)
-    }
-    await sleep(200)
+  if (!(await eventually(() => distinctHandled(file) >= count, timeoutMs, 200))) {
+    throw new Error(`only ${distinctHandled(file)} of ${count} records handled after ${timeoutMs} ms`)
   }
 }
 
 async function waitForCommitted(groupId: string, topic: string, total: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
+  let sum = 0n
+  const committedAll = async () => {
     const committed = await committedOffsets(bootstrapServers(), groupId, topic)
-    const sum = [...committed.values()].reduce((a, b) => a + b, 0n)
-    if (sum === BigInt(total)) return
-    if (Date.now() > deadline) throw new Error(`committed ${sum} of ${total} after ${timeoutMs} ms`)
-    await sleep(250)
+    sum = [...committed.values()].reduce((a, b) => a + b, 0n)
+    return sum === BigInt(total)
+  }
+  if (!(await eventually(committedAll, timeoutMs, 250))) {
+    throw new Error(`committed ${sum} of ${total} after ${timeoutMs} ms`)
   }
 }
 
@@ -149,9 +146,9 @@ async function killRepeatedly(t: TestContext, count: number, times: number, file
   for (let i = 0; i < times; i++) {
     const before = readLedger(ledger).length
     const worker = startWorker(env, file)
-    // Kill it once it handled something (or after a while, if it is still joining), at a random moment.
-    const deadline = Date.now() + 15_000
-    while (readLedger(ledger).length <= before && Date.now() < deadline) await sleep(50)
+    // Kill it once it handled something (or after a while, if it is still joining, so no waitFor), at a
+    // random moment (a chaos gap, not a wait for anything).
+    await eventually(() => readLedger(ledger).length > before, 15_000, 50)
     await sleep(Math.random() * 400)
     worker.child.kill('SIGKILL')
     await worker.exited
@@ -172,10 +169,26 @@ test(`SIGKILL the worker ${kills} times while it consumes ${records} keyed recor
 
 test('negative control: a worker that auto-commits what it fetched loses records when killed, and the check sees it', async t => {
   const { env, ledger, topic, groupId } = await killRepeatedly(t, 2000, 3, controlFile)
+  const from = await committedOffsets(bootstrapServers(), groupId, topic)
   const last = startWorker(env)
-  // The control never gets the lost records back: wait for it to catch up with what it can see.
+  // The control never gets the lost records back: wait for it to catch up with what it can see (fetched
+  // and auto-committed, then handled: the last record of each partition it had to read is in the ledger).
   await waitForCommitted(groupId, topic, 2000, 60_000)
-  await sleep(1000)
+  const ends = await committedOffsets(bootstrapServers(), groupId, topic)
+  await waitFor(
+    () => {
+      const handled = new Set(
+        readLedger(ledger)
+          .filter(line => line.run.startsWith(`${last.run}.`))
+          .map(line => `${line.partition}:${line.offset}`)
+      )
+      return [...ends].every(
+        ([partition, end]) => (from.get(partition) ?? 0n) >= end || handled.has(`${partition}:${end - 1n}`)
+      )
+    },
+    60_000,
+    'the control to handle what it fetched'
+  )
   last.child.kill('SIGKILL')
   await last.exited
   assert.ok(distinctHandled(ledger) < 2000, `records were lost (${distinctHandled(ledger)} of 2000 handled)`)
@@ -210,15 +223,14 @@ test(`three workers join and leave ${churn} times (SIGTERM and SIGKILL) while re
   // Each worker is let into the group (assigned partitions) before the churn goes on, so that joiners
   // take partitions from live owners (revokes), not only the partitions of the one that just left.
   const assignedTo = (worker: Worker) => readFileSync(events, 'utf8').includes(`A ${worker.run} `)
-  const joined = async (list: Worker[]) => {
-    const deadline = Date.now() + 30_000
-    while (!list.every(assignedTo) && Date.now() < deadline) await sleep(100)
-  }
+  const joined = (list: Worker[]) =>
+    waitFor(() => list.every(assignedTo), 30_000, 'the workers to be assigned partitions', 100)
   await joined(workers)
   let produced = 0
   const perRound = Math.ceil(records / churn)
   for (let i = 0; i < churn; i++) {
     produced += (await produceKeyed(brokers, topic, perRound, { keys: 50, start: produced })).length
+    // A random gap before the next departure (chaos), while the workers handle the new records.
     await sleep(1000 + Math.random() * 1000)
     const index = i % workers.length
     const leaving = workers[index] as Worker

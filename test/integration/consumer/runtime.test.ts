@@ -5,14 +5,13 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Consumer } from '../../../src/consumer/consumer.ts'
 import { parseDeadLetterHeaders } from '../../../src/handling/dead-letter.ts'
 import { BusinessError, PermanentError, TransientError } from '../../../src/handling/errors.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
-import { committedOffsets, json, produceKeyed, quiet, waitFor } from './helpers.ts'
+import { committedOffsets, json, produceKeyed, quiet, sleep, waitFor } from './helpers.ts'
 
 const brokers = () => bootstrapServers()
 
@@ -44,7 +43,7 @@ test('key ordering: every record once, the same key strictly in order, different
       concurrent++
       peakConcurrent = Math.max(peakConcurrent, concurrent)
       peakBuffered = Math.max(peakBuffered, consumer.metrics().buffered)
-      await sleep(seq % 3)
+      await sleep(seq % 3) // simulated work
       running.delete(key)
       concurrent--
       const list = seen.get(key) ?? []
@@ -105,7 +104,11 @@ test('a restarted consumer resumes after the last settled record; in-flight work
   })
   await first.start()
   await waitFor(() => processed.length >= 30, 60_000, '30 records')
-  await sleep(200)
+  await waitFor(
+    () => first.metrics().partitions[0]?.position === 30n && first.metrics().partitions[0]?.inFlight === 1,
+    10_000,
+    'records 0..29 settled and record 30 hanging'
+  )
   await first.stop()
   assert.deepEqual(
     processed,
@@ -393,7 +396,7 @@ test('max poll interval: a call running longer fails as a transient timeout, its
       // failed it: the retry and the records behind it must not wait for it, nor run twice when it
       // returns at last.
       signal.addEventListener('abort', () => reasons.push(signal.reason))
-      lateReturn = new Promise<void>(resolve => setTimeout(resolve, 1500))
+      lateReturn = sleep(1500)
       return lateReturn
     }
   })
@@ -402,6 +405,7 @@ test('max poll interval: a call running longer fails as a transient timeout, its
   await waitFor(() => consumer.metrics().processed >= 4, 30_000)
   assert.deepEqual(finished, ['0#1', '1#2', '2#1', '3#1'], 'partition order kept through the timeout and retry')
   await lateReturn
+  // A fixed wait: the late return must change nothing (no second settle, no second run) in this time.
   await sleep(200)
   await consumer.stop()
   assert.deepEqual(settled, [0n, 1n, 2n, 3n], 'each record settles once, in order, the late return changing nothing')
@@ -423,7 +427,7 @@ test('first attempts: a handler that returns nothing or throws at once, middlewa
     // Odd records reach the handler a turn later, after the call for them was begun.
     middleware: [
       next => async (message, context) => {
-        if (message.value.seq % 2 === 1) await sleep(1)
+        if (message.value.seq % 2 === 1) await sleep(1) // a turn later (see above)
         return next(message, context)
       }
     ],

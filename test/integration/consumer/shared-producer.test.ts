@@ -4,7 +4,6 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Consumer } from '../../../src/consumer/consumer.ts'
 import { parseDeadLetterHeaders } from '../../../src/handling/dead-letter.ts'
 import type { DeadLetterProducer } from '../../../src/handling/dead-letter-writer.ts'
@@ -13,7 +12,7 @@ import { Producer } from '../../../src/producer/index.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
-import { committedOffsets, json, produceKeyed, quiet, waitFor } from './helpers.ts'
+import { committedOffsets, json, produceKeyed, quiet, sleep, waitFor } from './helpers.ts'
 
 test('a shared producer carries the dead-letter writes, acknowledged before the commit, and stays usable after stop()', async t => {
   const brokers = bootstrapServers()
@@ -61,7 +60,8 @@ test('a shared producer carries the dead-letter writes, acknowledged before the 
   await consumer.start()
   await waitFor(() => dlqWrites.length === 1, 30_000)
   assert.deepEqual(dlqWrites, [2n], 'the dead-letter record went through the shared producer')
-  // While the write is not acknowledged, nothing at or past the bad record is committed.
+  // While the write is not acknowledged, nothing at or past the bad record is committed: a fixed wait
+  // (ten commit intervals) in which no such commit may happen.
   await sleep(1000)
   const held = (await committedOffsets(brokers, groupId, topic)).get(0) ?? -1n
   assert.ok(held <= 2n, `committed ${held} before the dead-letter write was acknowledged`)

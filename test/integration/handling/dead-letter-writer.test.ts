@@ -15,6 +15,7 @@ import { utf8Strict } from '../../../src/message/serde.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic, type RawMessage } from '../../helpers/read-topic.ts'
+import { waitFor } from '../../helpers/wait.ts'
 import { captureLogger } from '../../unit/handling/fixtures.ts'
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
@@ -213,8 +214,12 @@ test('a write that is not acknowledged is retried until the DLQ topic exists, or
     writeBackoff: { baseMs: 100, maxMs: 200 },
     logger: quiet
   })
-  const writing = patient.write(message, failure, { signal: AbortSignal.timeout(60_000) })
-  await new Promise(resolve => setTimeout(resolve, 500))
+  let failedWrites = 0
+  const writing = patient.write(message, failure, {
+    signal: AbortSignal.timeout(60_000),
+    onWriteFailure: () => failedWrites++
+  })
+  await waitFor(() => failedWrites > 0, 30_000, 'a write to the missing topic to fail')
   const { Admin } = await import('@platformatic/kafka')
   const admin = new Admin({ clientId: 'kafkit-dlq-test', bootstrapBrokers: brokers })
   t.after(async () => {

@@ -14,6 +14,7 @@ import { EventRouter } from '../../../src/handling/event-router.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
+import { eventually } from '../../helpers/wait.ts'
 import { Consumer, type SettledOutcome } from '../../../src/consumer/consumer.ts'
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
@@ -34,8 +35,8 @@ async function settleAll<V>(consumer: Consumer<V>, expected: number): Promise<Ma
   const outcomes = new Map<bigint, SettledOutcome>()
   consumer.on('settled', ({ offset, outcome }) => outcomes.set(offset, outcome))
   await consumer.start()
-  const deadline = Date.now() + 120_000
-  while (outcomes.size < expected && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+  // Not a waitFor: the caller's assertions show what did not settle.
+  await eventually(() => outcomes.size >= expected, 120_000, 20)
   await consumer.stop()
   return new Map([...outcomes].sort(([a], [b]) => (a < b ? -1 : 1)))
 }
@@ -214,8 +215,7 @@ test('while the circuit breaker is open nothing is dead-lettered or committed; a
   })
   const breaker = consumer.breaker as NonNullable<typeof consumer.breaker>
   const running = settleAll(consumer, total)
-  const deadline = Date.now() + 60_000
-  while (breaker.trips < 3 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+  await eventually(() => breaker.trips >= 3, 60_000, 20)
   assert.equal(breaker.trips, 3, 'the breaker opened, and failed probes re-opened it')
   assert.equal(await committedOffset(brokers, groupId, source.topic), undefined, 'nothing committed during the outage')
   downstreamUp = true

@@ -23,6 +23,7 @@ import {
 import { createTestTopic } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic, type RawMessage } from '../../helpers/read-topic.ts'
+import { waitFor } from '../../helpers/wait.ts'
 
 const run = promisify(execFile)
 const cli = new URL('../../../bin/kafkit.js', import.meta.url).pathname
@@ -171,15 +172,6 @@ const settled = [
   <T>(value: T): PromiseSettledResult<T> => ({ status: 'fulfilled', value }),
   (reason: unknown): PromiseRejectedResult => ({ status: 'rejected', reason })
 ] as const
-
-async function waitFor<T>(get: () => Promise<T> | undefined): Promise<T> {
-  for (let i = 0; i < 600; i++) {
-    const value = get()
-    if (value) return value
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  throw new Error('the second replay never started')
-}
 
 async function kafkit(...args: string[]): Promise<{ stdout: string; code: number }> {
   try {
@@ -429,7 +421,9 @@ test('a replay started while another runs publishes each record once', async t =
       }
     }
   })
-  const outcomes = [await first.then(...settled), await waitFor(() => second).then(...settled)]
+  const firstSettled = await first.then(...settled)
+  await waitFor(() => second !== undefined, 60_000, 'the second replay to start', 100)
+  const outcomes = [firstSettled, await (second as NonNullable<typeof second>).then(...settled)]
   for (const outcome of outcomes) {
     t.diagnostic(
       outcome.status === 'fulfilled'

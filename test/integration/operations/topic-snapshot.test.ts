@@ -1,12 +1,12 @@
 /** A snapshot read ends at the offsets seen when it began, even while producers keep writing. */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { isDeepStrictEqual } from 'node:util'
 import { Producer, stringSerializers } from '@platformatic/kafka'
 import { readTopicSnapshot, snapshotRanges } from '../../../src/operations/topic-snapshot.ts'
 import { createTestTopic } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
+import { eventually } from '../../helpers/wait.ts'
 
 test('reads exactly the records present at the start, from a given offset per partition', async t => {
   const brokers = bootstrapServers()
@@ -90,18 +90,16 @@ test('a partition whose last offsets are transaction markers or aborted records 
     [0, 0n, 4n],
     [1, 0n, 2n]
   ]
-  const deadline = Date.now() + 15_000
-  let ranges = await snapshotRanges({ brokers, topic })
-  while (
-    !isDeepStrictEqual(
+  let ranges: Awaited<ReturnType<typeof snapshotRanges>> = []
+  const seenMarkers = async () => {
+    ranges = await snapshotRanges({ brokers, topic })
+    return isDeepStrictEqual(
       ranges.map(r => [r.partition, r.start, r.end]),
       expected
-    ) &&
-    Date.now() < deadline
-  ) {
-    await sleep(100)
-    ranges = await snapshotRanges({ brokers, topic })
+    )
   }
+  // Not a waitFor: the assertion below shows the ranges seen last.
+  await eventually(seenMarkers, 15_000, 100)
   assert.deepEqual(
     ranges.map(r => [r.partition, r.start, r.end]),
     expected

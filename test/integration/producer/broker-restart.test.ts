@@ -19,6 +19,7 @@ import type { BreakerStateChange } from '../../../src/resilience/circuit-breaker
 import { pauseNode, startKafka, stopKafka, stopNode, type LocalKafkaCluster } from '../../../src/testing/local-kafka.ts'
 import { createTestTopic } from '../../../src/testing/topics.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
+import { eventually, sleep } from '../../helpers/wait.ts'
 import { restartWhenPortFree } from '../../helpers/restart-nodes.ts'
 import { TEST_PORTS } from '../../helpers/ports.ts'
 
@@ -118,7 +119,7 @@ test('the breaker opens while the broker is down and closes after it returns', {
       break
     } catch (error) {
       if (attempt >= 20) throw error
-      await new Promise(resolve => setTimeout(resolve, 500))
+      await sleep(500) // between attempts
     }
   }
   changes.length = 0
@@ -128,9 +129,7 @@ test('the breaker opens while the broker is down and closes after it returns', {
   const down = producer.send({ value: 'down' })
   down.catch(() => undefined)
   // No acknowledgement while requests keep failing for openAfterMs: the cluster takes no writes.
-  while (producer.metrics().breakerState !== 'open' && Date.now() - started < 10_000) {
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
+  await eventually(() => producer.metrics().breakerState === 'open', 10_000, 50)
   assert.equal(producer.metrics().breakerState, 'open')
   assert.ok(Date.now() - started >= 2000, 'not before openAfterMs')
   await assert.rejects(producer.send({ value: 'fast' }), (error: unknown) => code(error) === 'KAFKIT_CIRCUIT_OPEN')
@@ -147,7 +146,7 @@ test('the breaker opens while the broker is down and closes after it returns', {
       delivered = (await producer.send({ value: `after-${attempt}` })).status === 'sent'
     } catch (error) {
       assert.ok(['KAFKIT_CIRCUIT_OPEN', 'KAFKIT_SEND_TIMEOUT'].includes(code(error)), code(error))
-      await new Promise(resolve => setTimeout(resolve, 250))
+      await sleep(250) // between attempts
     }
   }
   assert.ok(delivered, 'a send succeeds once the broker is back')
@@ -233,7 +232,8 @@ test('while the broker hangs: send timeout, full buffer failing fast or waiting'
   const blocked = waiting.send({ value })
   let ready = false
   void waiting.ready.then(() => (ready = true))
-  await new Promise(resolve => setTimeout(resolve, 100))
+  // A fixed wait (within maxBlockMs): `ready` must not resolve in this time.
+  await sleep(100)
   assert.equal(ready, false, '`ready` stays pending while a send waits for room')
   await assert.rejects(blocked, (error: unknown) => {
     assert.equal(code(error), 'KAFKIT_PRODUCER_BUFFER_FULL')

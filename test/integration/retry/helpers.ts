@@ -113,4 +113,4 @@ export async function liveParkedRecords(brokers: string[], parkedTopic: string):
   return [...latest.values()].filter(Boolean).length
 }
 
-export { waitFor } from '../../helpers/wait.ts'
+export { sleep, waitFor } from '../../helpers/wait.ts'

@@ -12,7 +12,6 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test, type TestContext } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { PermanentError, TransientError } from '../../../src/handling/errors.ts'
 import { Consumer } from '../../../src/consumer/consumer.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
@@ -27,6 +26,7 @@ import {
   produceIds,
   quiet,
   readLedger,
+  sleep,
   waitFor
 } from './helpers.ts'
 
@@ -129,9 +129,10 @@ test('per-key ordering survives SIGKILLs: a new worker releases what the killed 
     // Records arrive in waves, so every worker has fresh records to park behind retries in flight.
     await produceIds(brokers(), topic, count / kills, { keys: KEYS, from: (i * count) / kills })
     const worker = start()
-    const before = readLedger(readFileSync(ledger, 'utf8')).attempts.length
-    const deadline = Date.now() + 30_000
-    while (readLedger(readFileSync(ledger, 'utf8')).attempts.length <= before && Date.now() < deadline) await sleep(50)
+    const attempts = () => readLedger(readFileSync(ledger, 'utf8')).attempts.length
+    const before = attempts()
+    await waitFor(() => attempts() > before, 30_000, 'the worker to handle a record')
+    // Killed at a random moment of the retries in flight (a chaos gap, not a wait for anything).
     await sleep(300 + Math.random() * 700)
     worker.child.kill('SIGKILL')
     await worker.exited
@@ -196,6 +197,7 @@ test('per-key ordering across workers: two workers of one group, one leaving and
   const waves = 4
   for (let i = 0; i < waves; i++) {
     await produceIds(brokers(), topic, count / waves, { keys: KEYS, from: (i * count) / waves })
+    // A random gap before the next departure (chaos), in which the workers park records and retry them.
     await sleep(1500 + Math.random() * 1000)
     // One worker leaves (gracefully or not) while records are parked and waiting on the tiers.
     const leaving = workers[i % 2] as RetryWorker

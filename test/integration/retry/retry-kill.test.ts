@@ -14,12 +14,11 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
 import { deadLettered } from './failure-plan.ts'
-import { deleteFlowTopics, idOf, produceIds, readLedger, waitFor } from './helpers.ts'
+import { deleteFlowTopics, idOf, produceIds, readLedger, sleep, waitFor } from './helpers.ts'
 import { retryWorkerPool } from './worker-pool.ts'
 
 const records = Number(process.env.KAFKIT_RETRY_KILL_RECORDS ?? 1000)
@@ -52,9 +51,9 @@ test(`SIGKILL the retrying worker ${kills} times while ${records} records go thr
     produced += count
     const worker = start()
     const before = ledgerNow().attempts.length
-    const deadline = Date.now() + 30_000
-    while (ledgerNow().attempts.length <= before && Date.now() < deadline) await sleep(50)
-    // Late enough that records wait on the tiers, at a random moment of their waits.
+    await waitFor(() => ledgerNow().attempts.length > before, 30_000, 'the worker to handle a record')
+    // Late enough that records wait on the tiers, at a random moment of their waits (a chaos gap, not a wait
+    // for anything).
     await sleep(400 + Math.random() * 800)
     worker.child.kill('SIGKILL')
     await worker.exited

@@ -13,7 +13,7 @@ import { readRetryHeaders } from '../../../src/retry/retry-headers.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
 import { readTopic } from '../../helpers/read-topic.ts'
-import { deleteFlowTopics, produceIds, quiet, waitFor } from './helpers.ts'
+import { deleteFlowTopics, produceIds, quiet, sleep, waitFor } from './helpers.ts'
 
 const brokers = () => bootstrapServers()
 const TIERS = [300, 600, 900]
@@ -212,7 +212,8 @@ test('stop() does not wait for a tier delay; after a restart the waiting record 
   await second.start()
   try {
     await waitFor(() => attempts.length === 2, 30_000, 'the retry after the restart')
-    await new Promise(resolve => setTimeout(resolve, 1000))
+    // A fixed wait: no third attempt may come in this second.
+    await sleep(1000)
     const retry = attempts[1] as { at: number; topic: string; due: number | undefined }
     assert.equal(retry.topic, `${topic}.retry.5s`)
     assert.ok(
@@ -252,7 +253,8 @@ test("two groups on one origin topic share its tier topics and never handle each
   await Promise.all([a.start(), b.start()])
   try {
     await waitFor(() => handled.a.length >= 60 && handled.b.length >= 60, 60_000, 'both groups to finish')
-    await new Promise(resolve => setTimeout(resolve, 1000))
+    // A fixed wait: no group may handle anything more (another group's retry) in this second.
+    await sleep(1000)
   } finally {
     await Promise.all([a.stop(), b.stop()])
   }
@@ -305,7 +307,8 @@ test('batch handlers: a failing record is split out of its batch and retried alo
       30_000,
       'both records retried from the tier'
     )
-    await new Promise(resolve => setTimeout(resolve, 500))
+    // A fixed wait: no further batch may come from the tier in this half second.
+    await sleep(500)
   } finally {
     await consumer.stop()
   }
@@ -337,7 +340,8 @@ test('stop() at any step of start(): start() and done() resolve, nothing is left
       () => undefined,
       (error: unknown) => failures.push(`stop after ${delayMs} ms: start() rejected: ${String(error)}`)
     )
-    await new Promise(resolve => setTimeout(resolve, delayMs))
+    // The delay under test: stop() this far into start().
+    await sleep(delayMs)
     await consumer.stop()
     await started
     await consumer

@@ -25,6 +25,7 @@ import { test, type TestContext } from 'node:test'
 import { readTopicSnapshot } from '../../../src/operations/topic-snapshot.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers, databaseUrl } from '../../helpers/env.ts'
+import { sleep } from '../../helpers/wait.ts'
 import { logTableDdl, produceLogEvents, topicRecordCount, type BadKind } from '../../fixtures/sink/log-events.ts'
 import { createTestSchema } from './postgres-schema.ts'
 
@@ -160,8 +161,9 @@ async function chaosRun(t: TestContext, options: ChaosOptions): Promise<ChaosRes
   for (let kill = 0; kill < options.kills; kill++) {
     await produceWave()
     await run(startWorker(env), async worker => {
-      await Promise.race([worker.firstBatch, new Promise(resolve => setTimeout(resolve, 20_000))])
-      await new Promise(resolve => setTimeout(resolve, Math.floor(Math.random() * 60)))
+      // At most 20 s for a first batch (it settles on exit too); then a random moment (chaos).
+      await Promise.race([worker.firstBatch, sleep(20_000)])
+      await sleep(Math.floor(Math.random() * 60))
       worker.child.kill('SIGKILL')
     })
     if ((await distinctStored()) < good.length) killedMidWrite++

@@ -6,6 +6,7 @@ import { isKafkitError } from '../../../src/errors/kafkit-error.ts'
 import { uniqueName } from '../../../src/testing/topics.ts'
 import { ensureRetryTopics, planRetryTopics } from '../../../src/topology/retry-topics.ts'
 import { bootstrapServers } from '../../helpers/env.ts'
+import { waitFor } from '../../helpers/wait.ts'
 
 const DAY = 86_400_000
 
@@ -33,13 +34,16 @@ async function create(
     replicas: 1,
     configs: Object.entries(config).map(([name, value]) => ({ name, value }))
   })
-  for (let i = 0; i < 300; i++) {
-    const listed = (await admin.listTopics()).includes(topic)
-    const info = (await admin.metadata({ topics: [topic], forceUpdate: true })).topics.get(topic)
-    if (listed && info?.partitionsCount === partitions && info.partitions.every(p => p.leader >= 0)) return
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  throw new Error(`${topic} did not appear`)
+  await waitFor(
+    async () => {
+      const listed = (await admin.listTopics()).includes(topic)
+      const info = (await admin.metadata({ topics: [topic], forceUpdate: true })).topics.get(topic)
+      return listed && info?.partitionsCount === partitions && info.partitions.every(p => p.leader >= 0)
+    },
+    30_000,
+    `${topic} to appear with a leader per partition`,
+    100
+  )
 }
 
 async function configs(admin: Admin, topic: string): Promise<Map<string, string | null | undefined>> {

@@ -4,6 +4,7 @@ import { ConsumerCircuitBreaker } from '../../../src/handling/consumer-breaker.t
 import { PermanentError, TransientError } from '../../../src/handling/errors.ts'
 import { HandlerExecutor } from '../../../src/handling/handler-executor.ts'
 import type { BreakerStateChange } from '../../../src/resilience/circuit-breaker.ts'
+import { eventually, sleep } from '../../helpers/wait.ts'
 import { captureLogger, consumed, context } from './fixtures.ts'
 
 test('permits: closed lets everyone pass; open lets nobody; half-open lets one probe at a time', () => {
@@ -52,7 +53,8 @@ test('waiters are released together when the probe succeeds', async () => {
   const others = [breaker.acquire(), breaker.acquire(), breaker.whenDispatchable()]
   let settled = 0
   for (const p of others) void p.then(() => settled++)
-  await new Promise(resolve => setTimeout(resolve, 20))
+  // A fixed wait: nobody may pass in this time.
+  await sleep(20)
   assert.equal(settled, 0, 'nobody passes while the probe runs')
   breaker.recordSuccess(probe)
   await Promise.all(others)
@@ -81,8 +83,7 @@ test('during an outage nothing is dead-lettered: messages wait, a probe tests th
   })
   // maxRetries 1 would dead-letter after 2 attempts; the breaker (threshold 3) keeps the message.
   const pending = [0, 1, 2].map(i => executor.execute(consumed({ partition: i }), context()))
-  const deadline = Date.now() + 10_000
-  while (breaker.trips < 3 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
+  await eventually(() => breaker.trips >= 3, 10_000, 5)
   assert.equal(breaker.trips, 3, 'failed probes re-open it')
   assert.notEqual(breaker.state, 'closed')
   // Three failures opened it; after that only one probe per cool-down reached the downstream.

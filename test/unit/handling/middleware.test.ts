@@ -8,6 +8,7 @@ import { HandlerMetrics, metricsMiddleware } from '../../../src/handling/middlew
 import { timeoutMiddleware } from '../../../src/handling/middleware/timeout.ts'
 import { tracingMiddleware, type TraceContext, type TraceResult } from '../../../src/handling/middleware/tracing.ts'
 import { InMemoryProcessedIdStore } from '../../../src/handling/processed-id-store.ts'
+import { sleep } from '../../helpers/wait.ts'
 import { captureLogger, consumed, context, resolved } from './fixtures.ts'
 
 const ctx = (signal?: AbortSignal) => ({ ...context(signal), attempt: 1 })
@@ -121,7 +122,7 @@ test('timeout: aborts the handler signal and fails as transient; the outer abort
 test('timeout: a handler that ignores its signal is given the grace period, then the attempt fails', async () => {
   let finished = false
   const stubborn = timeoutMiddleware({ ms: 5, graceMs: 30 })(async () => {
-    await new Promise(resolve => setTimeout(resolve, 15))
+    await sleep(15) // outlives the 5 ms timeout, within the 30 ms grace
     finished = true
   })
   await assert.rejects(stubborn(consumed(), ctx()), HandlerTimeoutError)
