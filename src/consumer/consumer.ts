@@ -224,7 +224,12 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     }
     const client = toClientOptions(this.config)
     try {
-      await this.#retry?.start(() => this.#stopping !== undefined)
+      await this.#retry?.prepare(() => this.#stopping !== undefined)
+      // stop() while the retry tiers were prepared: this consumer does not join the group at all.
+      if (this.#stopping) return
+      // The tiers' consumers join their groups while this one joins its own.
+      const tiers = this.#retry?.startConsumers()
+      tiers?.catch(() => undefined)
       if (this.config.ensureTopics && this.config.onDeadLetter === 'dlq') {
         await ensureDeadLetterTopics(this.config, topic => this.#failures.dlqTopicFor(topic))
       }
@@ -240,6 +245,7 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
         this.#failures.attach(this.#producer)
       }
       await this.#stream.open(group)
+      await tiers
     } catch (error) {
       await this.#closeClients()
       await this.#retry?.stopConsumers()

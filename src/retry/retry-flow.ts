@@ -206,9 +206,10 @@ export class RetryFlow<V = unknown> {
 
   /**
    * Creates missing retry topics (when the origin's `ensureTopics` is on), opens the retry producer and
-   * starts the tier consumers. `stopped()` is asked between the steps: a stop meanwhile ends the start.
+   * starts per-key ordering's reader. `stopped()` is asked between the steps: a stop meanwhile ends it.
+   * The tier consumers start after it, together with the origin (`startConsumers`).
    */
-  async start(stopped: () => boolean): Promise<void> {
+  async prepare(stopped: () => boolean): Promise<void> {
     await this.#provision()
     if (stopped()) return
     this.#producer =
@@ -221,7 +222,10 @@ export class RetryFlow<V = unknown> {
         idempotent: true
       })
     await this.#gate?.start()
-    if (stopped()) return
+  }
+
+  /** Starts the tier consumers (and the release consumer): called as the origin joins its group. */
+  async startConsumers(): Promise<void> {
     await Promise.all(this.consumers.map(consumer => consumer.start()))
   }
 
