@@ -130,6 +130,7 @@ export class RetryFlow<V = unknown> {
   /** The cluster has more than one broker: retry-flow writes go out one send per partition (see partition-sends.ts). */
   #severalBrokers = false
   #producer: ClientRetryProducer | undefined
+  #closing: Promise<void> | undefined
 
   constructor(init: RetryFlowInit<V>) {
     const config = retryOptions.resolve(init.retry)
@@ -236,7 +237,13 @@ export class RetryFlow<V = unknown> {
   }
 
   /** After the origin stopped too: per-key ordering's reader, the retry producer (unless shared), its group. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    // A stop during start may reach here twice (the failed start and the stop): close once.
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
     await this.#gate?.stop()
     if (this.#producer !== this.#shared) await this.#producer?.close().catch(() => undefined)
     if (this.#gate) {
