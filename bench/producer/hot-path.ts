@@ -10,7 +10,7 @@
  */
 import { message } from '../../src/message/builder.ts'
 import { bytesSerde } from '../../src/message/serde.ts'
-import { Producer } from '../../src/producer/index.ts'
+import { Producer } from '../../src/producer/producer.ts'
 
 const total = Number(process.argv[2] ?? 1_000_000)
 const ACK_MS = Number(process.env.ACK_MS ?? 0)

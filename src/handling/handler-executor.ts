@@ -26,6 +26,49 @@
  * before the next message runs: a handler that stores offsets itself never stores one past a failed
  * message whose dead-letter record is not yet durable.
  */
+/**
+ * How the consumer runtime drives message handling: what happens to a message once the consumer runtime has fetched it. Routing by
+ * event type, middleware, error kinds, in-place retries, the consumer circuit breaker and
+ * dead-lettering. The runtime (src/consumer) owns fetching, ordering, offsets and commits; this part
+ * never commits and never fetches. The contract types are in ./types.ts; user-facing guide in
+ * docs/handling.md.
+ *
+ * How the runtime calls this:
+ *
+ * 1. Once per worker:
+ *      breaker  = new ConsumerCircuitBreaker({ threshold, cooldownMs })          // optional
+ *      executor = new HandlerExecutor({ handler, middleware, batchHandler, maxRetries, retryBackoff,
+ *                                       batchFailure, classify, breaker, logger })
+ *      dlq      = new DeadLetterWriter({ producer, topic: dlqTopic, groupId, logger })
+ *    `handler` is the user's MessageHandler or `router.handler()`. The producer is a
+ *    Kafka client Producer with Buffer serializers; the writer does not close it.
+ * 2. Per record, build a ConsumedMessage: `raw` = the undecoded key/value bytes, `headers` = a
+ *    Map<string, Buffer>, `meta` = readStandardHeaders(headers), `key`/`value` decoded. If decoding
+ *    throws, call `executor.rejectUndeserializable(message /* value undefined *\/, error, ctx)`;
+ *    otherwise `await executor.execute(message, { signal, groupId })`. Both never reject. `signal`
+ *    must abort on stop and when the message's partition is revoked. A runtime that wants no promise
+ *    of its own per message may make the first attempt itself: `executor.directHandler(ctx)` (undefined:
+ *    use `execute`), then exactly one of `firstAttemptDone` or `afterFirstFailure` (src/consumer does).
+ * 3. Act on `outcome.kind`:
+ *      done, business → the offset may be committed (business was logged already);
+ *      dead-letter    → `await dlq.write(message, outcome, { signal })`, and only after it resolves
+ *                       mark the offset committable; if it rejects (abort, DeadLetterWriteError),
+ *                       do not mark it: the message is redelivered;
+ *      aborted        → neither commit nor dead-letter (redelivered to the next owner).
+ * 4. Batches: `await executor.executeBatch(messages, ctx)`: done/business → all committable;
+ *    dead-letter → one DLQ record per message (same outcome), then all committable; split →
+ *    `outcomes[i]` belongs to `messages[i]`, act on each as in 3, in order (once one is aborted, the
+ *    rest are too); aborted → none.
+ * 5. Retries happen inside `execute`, so the runtime's ordering (partition or key) holds as long as it
+ *    starts the next message of the same partition/key only after `execute` resolved.
+ * 6. Circuit breaker: on `breaker.on('state')` → `open` pause fetching the assigned partitions,
+ *    `closed` resume; dispatch a buffered message only while `breaker.mayDispatch()` (or after
+ *    `await breaker.whenDispatchable(signal)`). While it is not closed the executor keeps failing
+ *    messages in flight (no dead-letter outcome for transient failures), so nothing is committed or
+ *    dead-lettered during an outage.
+ * 7. Everything is published on the `kafkit:handler` diagnostics channel; `HandlerMetrics`
+ *    aggregates it, so the runtime's own metrics may subscribe instead of instrumenting.
+ */
 import { ConfigError } from '../errors/kafkit-error.ts'
 import { backoffDelay, sleep, type BackoffOptions } from '../resilience/backoff.ts'
 import type { ConsumerCircuitBreaker, BreakerPermit } from './consumer-breaker.ts'

@@ -2,7 +2,7 @@
  * The contract between the consumer runtime (which fetches, orders, commits) and message handling
  * (routing, middleware, error kinds, dead-lettering). A handler resolves when the message is done;
  * it steers failures by throwing (src/handling/errors.ts: transient, permanent, business). How the
- * runtime drives handlers is described at the top of src/handling/index.ts.
+ * runtime drives handlers is described at the top of src/handling/handler-executor.ts.
  */
 import type { StandardHeaders } from '../message/headers.ts'
 

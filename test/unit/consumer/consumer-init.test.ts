@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { Consumer } from '../../../src/consumer/consumer.ts'
-import { Producer } from '../../../src/producer/index.ts'
+import { Producer } from '../../../src/producer/producer.ts'
 
 const base = { brokers: ['127.0.0.1:1'], env: {}, groupId: 'g', topics: ['t'], handler: () => Promise.resolve() }
 
