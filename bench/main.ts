@@ -12,7 +12,8 @@
  */
 import { spawn } from 'node:child_process'
 import { readFile, writeFile, mkdir } from 'node:fs/promises'
-import { cpus, loadavg, totalmem } from 'node:os'
+import { loadavg } from 'node:os'
+import { machineFacts } from './lib/cpus.ts'
 import { join } from 'node:path'
 import { benchKafka } from './lib/pinning.ts'
 import { codeState, printTargets, toJson, TARGETS, type TargetEntry } from './lib/targets.ts'
@@ -98,7 +99,7 @@ const summary = {
     'window), other over Kafkit, higher is better for Kafkit; keyParallel, retry and sink ratios are by throughput.',
   basis: Object.fromEntries(Object.entries(TARGETS).map(([key, t]) => [key, t.basis])),
   placement: kafka.placement,
-  machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), loadBefore, loadAfter: loadavg() },
+  machine: machineFacts(loadBefore),
   benches: Object.fromEntries(
     Object.entries(ran).map(([name, r]) => [name, { exitCode: r.exitCode, seconds: Math.round(r.seconds) }])
   ),

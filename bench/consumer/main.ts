@@ -37,7 +37,8 @@
 import { execFile } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { cpus, loadavg, totalmem } from 'node:os'
+import { loadavg } from 'node:os'
+import { machineFacts } from '../lib/cpus.ts'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Admin, Producer } from '@platformatic/kafka'
@@ -442,7 +443,7 @@ await writeFile(
       brokers: bootstrap
     },
     placement: kafka.placement,
-    machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), loadBefore, loadAfter: loadavg() },
+    machine: machineFacts(loadBefore),
     targets,
     medians,
     cpuRatios,

@@ -26,7 +26,8 @@
 import { execFile } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { cpus, loadavg, totalmem, tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
+import { machineFacts } from '../lib/cpus.ts'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Admin } from '@platformatic/kafka'
@@ -297,7 +298,7 @@ await writeFile(
       brokers: bootstrap
     },
     placement: kafka.placement,
-    machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), loadBefore, loadAfter: loadavg() },
+    machine: machineFacts(loadBefore),
     targets,
     medians,
     cpuRatios,

@@ -31,7 +31,8 @@
  * `ratios` and `perRound`.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
-import { cpus, loadavg, totalmem } from 'node:os'
+import { loadavg } from 'node:os'
+import { machineFacts } from '../lib/cpus.ts'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Admin, Producer } from '@platformatic/kafka'
@@ -296,7 +297,7 @@ await writeFile(
       brokers: bootstrap
     },
     placement: kafka.placement,
-    machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), loadBefore, loadAfter: loadavg() },
+    machine: machineFacts(loadBefore),
     targets,
     medians,
     cpuUsPerRecord,
