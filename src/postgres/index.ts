@@ -18,3 +18,13 @@ export { copyFromStdin } from './copy-from.ts'
 export { quoteIdent, quoteQualified, toSqlText, copyLine } from './sql-text.ts'
 export type { SinkRecord, SinkWriter, SinkWriteContext, SinkWriteResult, StoredOffset } from '../sink/types.ts'
 export { SinkWriteError } from '../sink/errors.ts'
+export { Outbox, type OutboxInit, type OutboxEvent, type OutboxEntry } from './outbox.ts'
+export { createOutboxTable } from './outbox-schema.ts'
+export {
+  OutboxRelay,
+  type OutboxRelayInit,
+  type OutboxRelayHealth,
+  type OutboxRelayState,
+  type OutboxRelayEvents
+} from './outbox-relay.ts'
+export { outboxRelayOptions, type OutboxRelayOptions, type OutboxRelayConfig } from './outbox-options.ts'
