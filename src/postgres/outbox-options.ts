@@ -24,13 +24,7 @@ export const outboxRelayOptions = defineOptions({
       .min(1)
       .default('kafkit_outbox')
       .describe('The outbox table (`schema.table` allowed); its dead letters go to `<table>_dead_letters`.'),
-    batchSize: z
-      .number()
-      .int()
-      .min(1)
-      .max(10_000)
-      .default(1000)
-      .describe('Rows read, published and marked per round.'),
+    batchSize: z.number().int().min(1).max(10_000).default(1000).describe('Rows read, published and marked per round.'),
     pollIntervalMs: duration(10)
       .default(1000)
       .describe(

@@ -44,13 +44,7 @@ export interface OutboxRelayInit extends OutboxRelayOptions {
  * `waiting-for-kafka`: the last attempt failed and the relay is backing off.
  */
 export type OutboxRelayState =
-  | 'idle'
-  | 'starting'
-  | 'leading'
-  | 'standby'
-  | 'waiting-for-database'
-  | 'waiting-for-kafka'
-  | 'stopped'
+  'idle' | 'starting' | 'leading' | 'standby' | 'waiting-for-database' | 'waiting-for-kafka' | 'stopped'
 
 export interface OutboxRelayHealth {
   state: OutboxRelayState

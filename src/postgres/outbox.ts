@@ -103,10 +103,10 @@ export class Outbox {
     if (events.length === 0) return []
     const rows = events.map((event, index) => this.#row(event, index))
     const keys = [...new Set(events.map(event => event.key))].sort()
-    await tx.query(
-      'SELECT pg_advisory_xact_lock(hashtext($1), hashtext(k)) FROM unnest($2::text[]) AS k',
-      [this.names.keyLockSpace, keys]
-    )
+    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext(k)) FROM unnest($2::text[]) AS k', [
+      this.names.keyLockSpace,
+      keys
+    ])
     const values: unknown[] = []
     const tuples = rows.map(row => {
       const start = values.length
