@@ -33,6 +33,8 @@ export const errorCodes = {
     "A message has no event type, or one the router has no handler for, and the router's fallback rejects it.",
   KAFKIT_EVENT_IN_PROGRESS:
     'The idempotent consumer found the event claimed by another worker whose lease has not expired (transient).',
+  KAFKIT_STORE_UNAVAILABLE:
+    'A processed-id store (Postgres, Redis) could not answer a claim, complete or release: unreachable, timed out or failed (retryable: the message fails as transient, and after a failed claim its handler did not run), or not set up, e.g. its table is missing (not retryable; the message says what to do).',
   KAFKIT_DLQ_RECORD_INVALID:
     'A record read as a dead-letter record lacks a Kafkit DLQ header or has one that does not parse.',
   KAFKIT_DLQ_WRITE_FAILED: 'Producing a dead-letter record was not acknowledged within the allowed attempts.',
