@@ -28,3 +28,11 @@ export {
   type OutboxRelayEvents
 } from './outbox-relay.ts'
 export { outboxRelayOptions, type OutboxRelayOptions, type OutboxRelayConfig } from './outbox-options.ts'
+export { Inbox, type InboxInit, type InboxHandler } from './inbox.ts'
+export {
+  PostgresProcessedIdStore,
+  postgresProcessedIdStoreOptions,
+  type PostgresProcessedIdStoreInit,
+  type PostgresProcessedIdStoreOptions,
+  type PostgresProcessedIdStoreConfig
+} from './processed-id-store.ts'

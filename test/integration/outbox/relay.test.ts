@@ -6,7 +6,7 @@
  * standby takes over when the leader stops; retention keeps published rows, then deletes them.
  */
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import pg from 'pg'
 import { Outbox } from '../../../src/postgres/outbox.ts'
 import { OutboxRelay } from '../../../src/postgres/outbox-relay.ts'
@@ -18,7 +18,7 @@ import { waitFor } from '../../helpers/wait.ts'
 const env = {}
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
-async function setUp(t: import('node:test').TestContext, partitions = 3) {
+async function setUp(t: TestContext, partitions = 3) {
   // Cleanups run last-registered first (node:test runs `after` hooks in registration order).
   const cleanups: (() => Promise<unknown>)[] = []
   t.after(async () => {
@@ -100,7 +100,7 @@ test('a transaction that took its id early and commits late is published; NOTIFY
   await waitFor(() => r.health.published === 2, 10_000, 'the early transaction to be published after its commit')
   assert.equal(await count(), 0)
   const records = await readTopic(brokers, topic, 2, { quietMs: 500 })
-  assert.deepEqual(records.map(r => JSON.parse(r.value.toString()).n as number).sort(), [1, 2])
+  assert.deepEqual(records.map(r => (JSON.parse(r.value.toString()) as { n: number }).n).sort(), [1, 2])
 })
 
 test('each key keeps its commit order under concurrent writers', async t => {
