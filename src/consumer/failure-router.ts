@@ -178,7 +178,10 @@ export class FailureRouter<V> {
   }
 }
 
-/** Creates missing dead-letter topics: the origin's partition count (a shared DLQ: the largest). */
+/**
+ * Creates missing dead-letter topics: the origin's partition count (a shared DLQ: the largest). An
+ * existing dead-letter topic is left as it is (never grown).
+ */
 export async function ensureDeadLetterTopics(
   config: ConsumerConfig,
   dlqTopicFor: (topic: string) => string
@@ -192,10 +195,13 @@ export async function ensureDeadLetterTopics(
       const dlq = dlqTopicFor(topic)
       partitions.set(dlq, Math.max(partitions.get(dlq) ?? 1, count))
     }
-    await ensureTopics(
-      admin,
-      [...partitions].map(([name, count]) => ({ name, partitions: count }))
-    )
+    const existing = new Set(await admin.listTopics({ includeInternals: false }))
+    const missing = [...partitions].filter(([name]) => !existing.has(name))
+    if (missing.length > 0)
+      await ensureTopics(
+        admin,
+        missing.map(([name, count]) => ({ name, partitions: count }))
+      )
   } finally {
     await admin.close().catch(() => undefined)
   }

@@ -37,7 +37,7 @@ export type InboxHandler<V = unknown> = (
   context: HandlerContext
 ) => Promise<void>
 
-const TABLE = /^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/
+const TABLE = /^[A-Za-z_][A-Za-z0-9_]{0,48}(\.[A-Za-z_][A-Za-z0-9_]{0,48})?$/
 
 export class Inbox<V = unknown> {
   readonly table: string
@@ -50,7 +50,7 @@ export class Inbox<V = unknown> {
     this.table = init.table ?? 'kafkit_inbox'
     if (!TABLE.test(this.table)) {
       throw new ConfigError(
-        `inbox option \`table\`: got ${JSON.stringify(this.table)}, expected a table name or schema.table`,
+        `inbox option \`table\`: got ${JSON.stringify(this.table)}, expected a table name or schema.table of letters, digits and underscores (at most 49 characters each)`,
         { details: { component: 'inbox', key: 'table' } }
       )
     }
@@ -96,6 +96,11 @@ export class Inbox<V = unknown> {
       const scope = this.#scopeOf(context)
       const tx = await this.#database(() => this.#pool.connect())
       let broken: Error | undefined
+      // A connection cut while checked out emits 'error' on the client: keep it from crashing the process.
+      const onError = (error: Error) => {
+        broken = error
+      }
+      tx.on('error', onError)
       try {
         await this.#database(() => tx.query('BEGIN'))
         const inserted = await this.#database(() =>
@@ -106,7 +111,7 @@ export class Inbox<V = unknown> {
           )
         )
         if (inserted.rowCount === 0) {
-          await tx.query('ROLLBACK')
+          await this.#database(() => tx.query('ROLLBACK'))
           publishHandlerEvent(() => ({ type: 'duplicate', ...positionOf(message, context.groupId), id }))
           return
         }
@@ -118,6 +123,7 @@ export class Inbox<V = unknown> {
         })
         throw error
       } finally {
+        tx.off('error', onError)
         tx.release(broken)
       }
     }

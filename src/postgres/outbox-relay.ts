@@ -63,6 +63,8 @@ export type OutboxRelayEvents = {
   health: [OutboxRelayHealth]
   published: [{ count: number; lastId: string }]
   'dead-letter': [{ id: string; eventId: string; reason: string; code: string | undefined }]
+  /** A round found no unpublished row, after rows (or on the first round): the outbox is drained. */
+  idle: []
 }
 
 class KafkaStalled extends Error {}
@@ -80,6 +82,8 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> {
   #loop: Promise<void> | undefined
   #wake: (() => void) | undefined
   #dirty = false
+  /** The last round found nothing to publish (`idle` is emitted once per such stretch). */
+  #idle = false
   #failures = 0
   #lastCleanup = 0
   #health: OutboxRelayHealth = {
@@ -168,11 +172,14 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> {
     const { rows } = await session.query<OutboxRow>(selectUnpublished(this.names), [this.config.batchSize])
     if (rows.length === 0) {
       this.#setState('leading')
+      if (!this.#idle) this.emit('idle')
+      this.#idle = true
       return this.#dirty
     }
+    this.#idle = false
     const plan = await publishRows(this.#producer, rows, 5000, () => this.#setState('waiting-for-kafka'))
     await settleRound(session, this.names, plan, this.config.retentionMs)
-    this.#count(plan.done.length, rows)
+    this.#count(plan.done)
     for (const { row, reason, code } of plan.deadLetters) {
       this.#health.deadLettered++
       this.#logger.warn({ id: row.id, eventId: row.event_id, topic: row.topic, code }, 'outbox row dead-lettered')
@@ -183,11 +190,11 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> {
     return rows.length === this.config.batchSize || this.#dirty
   }
 
-  #count(done: number, rows: readonly OutboxRow[]): void {
-    if (done === 0) return
-    this.#health.published += done
+  #count(done: readonly string[]): void {
+    if (done.length === 0) return
+    this.#health.published += done.length
     this.#health.lastPublishedAt = new Date()
-    this.emit('published', { count: done, lastId: (rows.at(-1) as OutboxRow).id })
+    this.emit('published', { count: done.length, lastId: done.reduce((a, b) => (BigInt(a) > BigInt(b) ? a : b)) })
   }
 
   async #cleanup(session: Client): Promise<void> {
@@ -216,6 +223,11 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> {
     this.#session = client
     await client.connect()
     await client.query(`LISTEN ${quoteIdent(this.names.channel)}`)
+    // This session runs only the relay's own statements, all of them by id. An outbox is empty most of
+    // the time, so its statistics say "no unpublished rows"; with a backlog the planner then reads the
+    // whole backlog and sorts it in every round (bitmap scan), or scans the table to delete by id. The
+    // indexes are always the right plan here (bench/outbox: 4x less database time per row).
+    await client.query('SET enable_bitmapscan = off; SET enable_seqscan = off')
     return client
   }
 

@@ -4,6 +4,7 @@
  * the relay, and the two advisory-lock namespaces (per aggregate key, for commit order; per table, for
  * the relay's leadership). docs/outbox.md explains how they fit together.
  */
+import { createHash } from 'node:crypto'
 import type { Pool } from 'pg'
 import { ConfigError } from '../errors/kafkit-error.ts'
 import { quoteIdent, quoteQualified } from './sql-text.ts'
@@ -46,7 +47,8 @@ export function outboxNames(table: string, component = 'outbox'): OutboxNames {
     unpublishedIndexSql: quoteIdent(`${name}_unpublished`),
     notifyFunctionSql: `${schema}${quoteIdent(`${name}_notify`)}`,
     notifyTriggerSql: quoteIdent(`${name}_notify`),
-    channel: `kafkit_outbox.${table}`,
+    // A channel name is at most 63 bytes; a hash keeps long schema-qualified names within it.
+    channel: `kafkit_outbox_${createHash('sha256').update(table).digest('hex').slice(0, 16)}`,
     keyLockSpace: `kafkit outbox key ${table}`,
     leaderLockSpace: `kafkit outbox relay ${table}`
   }

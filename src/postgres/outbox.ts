@@ -130,6 +130,12 @@ export class Outbox {
   async transaction<T>(work: (tx: PoolClient) => Promise<T>): Promise<T> {
     const client = await this.#requirePool('transaction').connect()
     let broken: Error | undefined
+    // A connection cut while checked out emits 'error' on the client: without a listener that would
+    // crash the process. The statement in flight fails too, and the client is discarded.
+    const onError = (error: Error) => {
+      broken = error
+    }
+    client.on('error', onError)
     try {
       await client.query('BEGIN')
       const result = await work(client)
@@ -141,6 +147,7 @@ export class Outbox {
       })
       throw error
     } finally {
+      client.off('error', onError)
       client.release(broken)
     }
   }
