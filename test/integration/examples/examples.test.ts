@@ -1,7 +1,7 @@
 /**
- * Every example runs end to end against the run's Kafka (and PostgreSQL for the log pipeline), as a
- * user would start it with `npm run example:<name>`, and ends with its own reconciliation: exit
- * status 0 only when everything is accounted for.
+ * Every example runs end to end against the run's Kafka (and PostgreSQL for the log pipeline and the
+ * todo service), as a user would start it with `npm run example:<name>`, and ends with its own
+ * reconciliation: exit status 0 only when everything is accounted for.
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -40,4 +40,15 @@ test('log pipeline: stored + dead-lettered = produced, and the dead letters stay
   assert.equal(code, 0, output)
   assert.match(output, /stored 3980 \+ dead-lettered 20 = 4000; duplicates 0; lag 0/)
   assert.match(output, /npx kafkit dlq list \S+dlq-postgres/)
+})
+
+test('todo events: every accepted request is one todo change, one outbox row, one event, applied once', async () => {
+  const { code, output } = await runExample('todo-events', ['--requests', '80', '--invalid-every', '8'])
+  assert.equal(code, 0, output)
+  assert.match(
+    output,
+    /balanced: (\d+) accepted = \1 todo changes = \1 outbox rows published = \1 events = \1 applied once; 10 invalid = 10 rejected; notifier (\d+) handled \+ (\d+) dead-lettered = \1/
+  )
+  assert.match(output, /replayed the topic through a second projection worker: \d+ events, 0 applied again/)
+  assert.match(output, /all accounted for: yes/)
 })
