@@ -14,6 +14,7 @@ export const TEST_PORTS = {
   consumerCoordinatorKill: 23392,
   consumerBrokerRestart: 23492,
   launcherNotReady: 23592,
+  outboxKafkaOutage: 23792,
   /** Never bound: the launcher fails before it starts Java. */
   launcherMissingTools: 23692
 } as const

@@ -56,14 +56,15 @@ async function writer(outbox: Outbox, ledger: WriterLedger, id: number): Promise
   let n = 0
   while (ledger.written < rows) {
     n++
-    // Writer 0 holds every transaction open for seconds after taking its id (one row, so it blocks
-    // few others on its key's lock): the late commits the relay must not skip. The others write 1-19
-    // rows per transaction with addMany (its keys locked in one order, so writers never deadlock).
+    // Writer 0 holds every transaction open for seconds after taking its id: the late commits the relay
+    // must not skip. Its keys are its own, so no other writer queues behind its key locks. The others
+    // share 200 keys and write 1-19 rows per transaction with addMany (keys locked in one order, so
+    // writers never deadlock).
     const hold = id === 0 ? 1000 + Math.random() * 2000 : 0
     const size = hold > 0 ? 1 : 1 + Math.floor(Math.random() * 19)
     const rollback = Math.random() < 0.1
     const events = Array.from({ length: size }, (_, i) => ({
-      key: `key-${Math.floor(Math.random() * keys)}`,
+      key: hold > 0 ? `held-${n % 5}` : `key-${Math.floor(Math.random() * keys)}`,
       type: 'test.row',
       data: { writer: id, n, i }
     }))
@@ -128,6 +129,7 @@ test(`relays SIGKILLed ${kills} times while ${writers} writers commit ${rows} ou
   startRelay(table, alive)
   startRelay(table, alive)
   let writing = true
+  const startedAt = Date.now()
   const naive = naiveReader(pool, table, () => !writing)
   const writing$ = Promise.all(Array.from({ length: writers }, (_, id) => writer(outbox, ledger, id))).finally(
     () => (writing = false)
@@ -135,6 +137,7 @@ test(`relays SIGKILLed ${kills} times while ${writers} writers commit ${rows} ou
 
   let killed = 0
   const leaderKills = { leader: 0, other: 0 }
+  const takeovers: number[] = []
   while (killed < kills) {
     await sleep(writing ? 600 + Math.random() * 600 : 300)
     const relays = [...alive]
@@ -145,10 +148,17 @@ test(`relays SIGKILLed ${kills} times while ${writers} writers commit ${rows} ou
     await victim.exited
     killed++
     leaderKills[leader ? 'leader' : 'other']++
+    const killedAt = Date.now()
     startRelay(table, alive)
+    if (leader) {
+      // A standby (or the replacement) must lead within seconds of the leader's death.
+      await waitFor(() => [...alive].some(relay => relay.state === 'leading'), 10_000, 'a new leader')
+      takeovers.push(Date.now() - killedAt)
+    }
   }
   await writing$
   const seenByNaive = await naive
+  const wroteMs = Date.now() - startedAt
 
   const unpublished = async () =>
     (
@@ -174,8 +184,9 @@ test(`relays SIGKILLed ${kills} times while ${writers} writers commit ${rows} ou
   }
   const duplicates = records.length - firstIndex.size
   t.diagnostic(
-    `committed ${ledger.committed.size}, rolled back ${ledger.rolledBack.size}, records ${records.length} ` +
-      `(${duplicates} duplicates), kills ${killed} (leader ${leaderKills.leader}), naive reader skipped ${skippedByNaive.length}`
+    `wrote for ${wroteMs} ms, committed ${ledger.committed.size}, rolled back ${ledger.rolledBack.size}, records ${records.length} ` +
+      `(${duplicates} duplicates), kills ${killed} (leader ${leaderKills.leader}, new leader after at most ` +
+      `${Math.max(...takeovers)} ms), naive reader skipped ${skippedByNaive.length}`
   )
   assert.equal(killed, kills)
   assert.ok(ledger.rolledBack.size > 0 && ledger.committed.size > rows * 0.8, 'the run wrote and rolled back')

@@ -166,3 +166,35 @@ test('a row Kafka refuses for good goes to the dead-letter table and holds back 
   )
   assert.equal(r.health.deadLettered, 1)
 })
+
+test('with a retention, published rows keep published_at and are deleted once it passed', async t => {
+  const { outbox, relay, count, table } = await setUp(t)
+  const r = relay({ retentionMs: 1500, cleanupIntervalMs: 200 })
+  r.start()
+  await outbox.transaction(tx =>
+    outbox.addMany(
+      tx,
+      [1, 2, 3].map(n => ({ key: `k${n}`, type: 't', data: { n } }))
+    )
+  )
+  await waitFor(() => r.health.published === 3, 10_000, 'the rows published')
+  assert.equal(await count(`SELECT count(*)::int AS n FROM ${table} WHERE published_at IS NOT NULL`), 3)
+  await waitFor(async () => (await count()) === 0, 10_000, 'the rows deleted after the retention')
+})
+
+test('a standby takes over when the leader stops', async t => {
+  const { outbox, relay } = await setUp(t)
+  const first = relay()
+  first.start()
+  await waitFor(() => first.health.state === 'leading', 10_000, 'the first relay to lead')
+  const second = relay({ leaderCheckIntervalMs: 200 })
+  second.start()
+  await waitFor(() => second.health.state === 'standby', 10_000, 'the second relay to stand by')
+  await outbox.transaction(tx => outbox.add(tx, { key: 'a', type: 't', data: { n: 1 } }))
+  await waitFor(() => first.health.published === 1, 10_000, 'the leader to publish')
+  await first.stop()
+  await waitFor(() => second.health.state === 'leading', 5_000, 'the standby to lead')
+  await outbox.transaction(tx => outbox.add(tx, { key: 'a', type: 't', data: { n: 2 } }))
+  await waitFor(() => second.health.published === 1, 10_000, 'the new leader to publish')
+  assert.equal(second.health.healthy, true)
+})
