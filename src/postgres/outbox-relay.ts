@@ -79,6 +79,7 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> {
   #sessionError: Error | undefined
   #leader = false
   #stopping = false
+  readonly #abort = new AbortController()
   #loop: Promise<void> | undefined
   #wake: (() => void) | undefined
   #dirty = false
@@ -135,6 +136,8 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> {
   /** Stops after the current round, releases the leader lock and closes the producer. */
   async stop(): Promise<void> {
     this.#stopping = true
+    // A round waiting on Kafka gives up its sends not yet in flight; their rows stay for the next leader.
+    this.#abort.abort(new Error('the outbox relay is stopping'))
     this.#wake?.()
     await this.#loop
     await this.#dropSession()
@@ -177,7 +180,7 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> {
       return this.#dirty
     }
     this.#idle = false
-    const plan = await publishRows(this.#producer, rows, 5000, () => this.#setState('waiting-for-kafka'))
+    const plan = await publishRows(this.#producer, rows, this.#abort.signal, () => this.#setState('waiting-for-kafka'))
     await settleRound(session, this.names, plan, this.config.retentionMs)
     this.#count(plan.done)
     for (const { row, reason, code } of plan.deadLetters) {

@@ -78,16 +78,19 @@ export function planRound(rows: readonly OutboxRow[], outcomes: readonly SendOut
   return plan
 }
 
-/** Publishes the rows; `onStall` runs when Kafka has not answered after `stallMs`. */
+/** How long a round waits for Kafka before the relay reports `waiting-for-kafka`. */
+const STALL_MS = 5000
+
+/** Publishes the rows; `onStall` runs when Kafka has not answered after STALL_MS. */
 export async function publishRows(
   producer: Producer<Buffer>,
   rows: readonly OutboxRow[],
-  stallMs: number,
+  signal: AbortSignal,
   onStall: () => void
 ): Promise<RoundPlan> {
-  const timer = setTimeout(onStall, stallMs)
+  const timer = setTimeout(onStall, STALL_MS)
   try {
-    const outcomes = await producer.sendBatch(rows.map(recordOf))
+    const outcomes = await producer.sendBatch(rows.map(recordOf), { signal })
     return planRound(rows, outcomes)
   } finally {
     clearTimeout(timer)

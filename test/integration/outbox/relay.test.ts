@@ -198,3 +198,17 @@ test('a standby takes over when the leader stops', async t => {
   await waitFor(() => second.health.published === 1, 10_000, 'the new leader to publish')
   assert.equal(second.health.healthy, true)
 })
+
+test('stop() returns promptly while Kafka is unreachable, and the rows stay', async t => {
+  const { outbox, relay, count } = await setUp(t)
+  await outbox.transaction(tx => outbox.add(tx, { key: 'a', type: 't', data: { n: 1 } }))
+  // Nothing listens on port 1: every send waits for the delivery timeout (default 2 minutes).
+  const r = relay({ brokers: ['127.0.0.1:1'] })
+  r.start()
+  await waitFor(() => r.health.state === 'waiting-for-kafka', 15_000, 'the relay to report Kafka down')
+  const started = Date.now()
+  await r.stop()
+  assert.ok(Date.now() - started < 3000, `stop() took ${Date.now() - started} ms`)
+  assert.equal(r.health.state, 'stopped')
+  assert.equal(await count(), 1, 'the row is still there for the next relay')
+})
