@@ -141,6 +141,10 @@ export type { RetryMetrics } from './retry/retry-flow.ts'
 export type { RetryOptions } from './retry/options.ts'
 export { readRetryHeaders, type RetryInfo } from './retry/retry-headers.ts'
 
+// Stages: consume, transform into output records, produce (pipelines of several stages).
+export { Stage, type StageInit, type StageOutput, type StageTransform } from './stage/stage.ts'
+export type { StageOptions } from './stage/options.ts'
+
 // Sinks: the runner and the contract database writers implement (writers: kafkit/postgres, kafkit/clickhouse).
 export { Sink, type SinkInit, type SinkMapping, type SinkBatchReport, type SinkStats } from './sink/sink.ts'
 export type { SinkOptions } from './sink/options.ts'

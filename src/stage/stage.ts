@@ -1,0 +1,115 @@
+/**
+ * A pipeline stage: consumes topics, transforms each record into zero or more output records, produces
+ * them, and moves on. It is a Consumer (the same options: key-ordered concurrency, backpressure, error
+ * kinds, in-place retries, retry tiers, the dead-letter topic, breaker, metrics and lag) whose handler
+ * is the transform, and a Producer of its own (idempotent) for the outputs, which the consumer also
+ * uses for its dead-letter and retry records.
+ *
+ * `at-least-once`: the outputs of an input are produced and acknowledged before the handler resolves,
+ * so the consumer commits the input only after them. A crash in between transforms the input again.
+ */
+import { EventEmitter } from 'node:events'
+import { Consumer } from '../consumer/consumer.ts'
+import type { ConsumerMetrics } from '../consumer/metrics.ts'
+import type { ConsumerEvents, ConsumerInit } from '../consumer/types.ts'
+import { isKafkitError } from '../errors/kafkit-error.ts'
+import { PermanentError, TransientError } from '../handling/errors.ts'
+import type { ConsumedMessage, HandlerContext, MessageHandler } from '../handling/types.ts'
+import type { MessageBuilder, OutgoingMessage } from '../message/builder.ts'
+import type { Serde } from '../message/serde.ts'
+import { Producer, type ProducerInit } from '../producer/producer.ts'
+import { stageOptions, type StageConfig, type StageOptions } from './options.ts'
+
+/** One output record: a message (or builder) with its topic, or the stage's `outputTopic`. */
+export type StageOutput<O> = OutgoingMessage<O> | MessageBuilder<O>
+
+/** Maps one input to its outputs: none (null, undefined, []), one, or several, in order. */
+export type StageTransform<I, O> = (
+  message: ConsumedMessage<I>,
+  context: HandlerContext
+) =>
+  | StageOutput<O>
+  | readonly StageOutput<O>[]
+  | null
+  | undefined
+  | Promise<StageOutput<O> | readonly StageOutput<O>[] | null | undefined>
+
+export interface StageInit<I = unknown, O = unknown>
+  extends Omit<ConsumerInit<I>, 'handler' | 'batchHandler' | 'producer' | 'failureRoute'>, StageOptions {
+  transform: StageTransform<I, O>
+  /** Turns output values into bytes; JSON by default. */
+  outputSerde?: Serde<O>
+  /** Further options of the stage's producer (always idempotent). */
+  producer?: Omit<ProducerInit<O>, 'valueSerde' | 'brokers' | 'env' | 'topic' | 'idempotent' | 'transactionalId'>
+}
+
+export class Stage<I = unknown, O = unknown> extends EventEmitter<ConsumerEvents> {
+  readonly config: Readonly<StageConfig>
+  readonly consumer: Consumer<I>
+  readonly producer: Producer<O>
+
+  constructor(init: StageInit<I, O>) {
+    super()
+    const { delivery, outputTopic, transform, outputSerde, producer, ...consumerInit } = init
+    this.config = stageOptions.resolve({ delivery, ...(outputTopic === undefined ? {} : { outputTopic }) })
+    this.producer = new Producer<O>({
+      ...producer,
+      ...(init.brokers ? { brokers: init.brokers } : {}),
+      ...(this.config.outputTopic === undefined ? {} : { topic: this.config.outputTopic }),
+      ...(outputSerde ? { valueSerde: outputSerde } : {}),
+      idempotent: true,
+      acks: -1,
+      ...(init.env ? { env: init.env } : {})
+    })
+    this.consumer = new Consumer<I>({
+      ...consumerInit,
+      handler: this.#atLeastOnce(transform),
+      producer: this.producer
+    })
+    for (const event of ['health', 'assigned', 'revoked', 'commit', 'settled', 'blocked'] as const) {
+      this.consumer.on(event, (...args: unknown[]) => this.emit(event, ...(args as [never])))
+    }
+  }
+
+  async start(options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.consumer.start(options)
+  }
+
+  /** Stops consuming (in-flight inputs finish and commit), then closes the producer. */
+  async stop(): Promise<void> {
+    await this.consumer.stop()
+    await this.producer.close()
+  }
+
+  /** Settles once the stage stopped: resolves after stop(), rejects with what made it fail. */
+  done(): Promise<void> {
+    return this.consumer.done()
+  }
+
+  metrics(): ConsumerMetrics {
+    return this.consumer.metrics()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop()
+  }
+
+  #atLeastOnce(transform: StageTransform<I, O>): MessageHandler<I> {
+    return async (message, context) => {
+      const result = await transform(message, context)
+      const outputs = result == null ? [] : Array.isArray(result) ? result : [result as StageOutput<O>]
+      if (outputs.length === 0) return
+      const outcomes = await this.producer.sendBatch(outputs as readonly StageOutput<O>[], { signal: context.signal })
+      for (const outcome of outcomes) if (!outcome.ok) throw outputFailure(message, outcome.error)
+    }
+  }
+}
+
+/** An output Kafka refused: transient when sending it again may work, else permanent (the input is dead-lettered). */
+function outputFailure(message: ConsumedMessage<unknown>, error: Error): Error {
+  const where = `${message.topic}/${message.partition}@${message.offset}`
+  if (isKafkitError(error) && !error.retryable) {
+    return new PermanentError(`an output of ${where} was refused: ${error.message}`, { cause: error })
+  }
+  return new TransientError(`an output of ${where} was not acknowledged: ${error.message}`, { cause: error })
+}
