@@ -37,6 +37,8 @@ import type { RawRecord } from './decode.ts'
 import { Dispatcher } from './dispatcher.ts'
 import { ConsumerStateError, ConsumerStoppedError } from './errors.ts'
 import { FailureRouter, ensureDeadLetterTopics } from './failure-router.ts'
+import type { ConsumerGroupMetadata } from '../kafka/transactional-offsets.ts'
+import { withCorrectReadCommitted } from '../kafka/read-committed.ts'
 import { ConsumerMetricsRecorder, type ConsumerMetrics, type PartitionLag } from './metrics.ts'
 import { consumerOptions, type ConsumerConfig } from './options.ts'
 import type { PartitionState } from './partition-state.ts'
@@ -271,6 +273,24 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
     this.#setHealth(this.breaker && this.breaker.state !== 'closed' ? 'paused' : 'running')
   }
 
+  /**
+   * The group, the generation and member id of the consumer's last completed join, and the group's
+   * coordinator: what a producer transaction needs to commit consumed offsets
+   * (`transaction.sendOffsets(offsets, consumer.groupMetadata())`). Undefined before the first join,
+   * and with the consumer group protocol (KIP-848), whose member epoch the client keeps to itself.
+   */
+  groupMetadata(): ConsumerGroupMetadata | undefined {
+    const client = this.#client
+    const identity = this.#commits.identity
+    if (client === undefined || identity === undefined || client.coordinatorId === null) return undefined
+    return {
+      groupId: this.config.groupId,
+      generationId: identity.generation,
+      memberId: identity.memberId,
+      coordinatorId: client.coordinatorId
+    }
+  }
+
   /** Settles once the consumer stopped: resolves after stop(), rejects with what made it fail. */
   done(): Promise<void> {
     return this.#done.promise
@@ -400,7 +420,9 @@ export class Consumer<V = unknown> extends EventEmitter<ConsumerEvents> {
 
   /** The group client, its events wired to the parts. */
   #openClient(): ClientConsumer<Buffer, Buffer, Buffer, Buffer> {
-    const client = new ClientConsumer<Buffer, Buffer, Buffer, Buffer>(clientOptions(this.config))
+    const client = withCorrectReadCommitted(
+      new ClientConsumer<Buffer, Buffer, Buffer, Buffer>(clientOptions(this.config))
+    )
     this.#client = client
     this.#commits.attach(clientCommitTarget(client, this.config.groupId))
     client.on('error', (error: Error) => {

@@ -4,6 +4,7 @@
  * caller's assertion then says so.
  */
 import { Consumer, MessagesStreamModes, type Message } from '@platformatic/kafka'
+import { withCorrectReadCommitted } from '../../src/kafka/read-committed.ts'
 import { uniqueName } from '../../src/testing/topics.ts'
 import { eventually } from './wait.ts'
 
@@ -15,13 +16,15 @@ export async function readTopic(
   expected: number,
   options: { timeoutMs?: number; readCommitted?: boolean; quietMs?: number } = {}
 ): Promise<RawMessage[]> {
-  const consumer = new Consumer({
-    clientId: 'kafkit-test-reader',
-    groupId: uniqueName('reader'),
-    bootstrapBrokers,
-    maxWaitTime: 200,
-    isolationLevel: options.readCommitted ? 1 : 0
-  })
+  const consumer = withCorrectReadCommitted(
+    new Consumer({
+      clientId: 'kafkit-test-reader',
+      groupId: uniqueName('reader'),
+      bootstrapBrokers,
+      maxWaitTime: 200,
+      isolationLevel: options.readCommitted ? 1 : 0
+    })
+  )
   const messages: RawMessage[] = []
   const deadline = Date.now() + (options.timeoutMs ?? 60_000)
   const quietMs = options.quietMs ?? 0
