@@ -116,6 +116,11 @@ export class CommitCoordinator {
     this.#as = { generation, memberId }
   }
 
+  /** The generation and member id of the last completed join (classic protocol), if any. */
+  get identity(): CommitIdentity | undefined {
+    return this.#as
+  }
+
   /** Starts the interval timer (interval strategy); it does not keep the process alive. */
   start(): void {
     if (this.#config.commitStrategy !== 'interval') return
@@ -167,6 +172,8 @@ export class CommitCoordinator {
 
   /** One commit request for the settled offsets of `states`, tracked until its event was emitted. */
   commitOnce(states: Iterable<PartitionState> = this.#partitions.values()): Promise<boolean> {
+    // `external`: the offsets are committed elsewhere (in a stage's transactions), never here.
+    if (this.#config.commitStrategy === 'external') return Promise.resolve(true)
     const sending = this.#send(states)
     this.#inFlight.add(sending)
     void sending.finally(() => this.#inFlight.delete(sending))

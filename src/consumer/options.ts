@@ -89,10 +89,10 @@ export const consumerOptions = defineOptions({
       .default('read_committed')
       .describe('`read_committed` never delivers records of aborted transactions.'),
     commitStrategy: z
-      .enum(['message', 'batch', 'interval'])
+      .enum(['message', 'batch', 'interval', 'external'])
       .default('interval')
       .describe(
-        'When settled offsets are committed: `message` after every settled record (most commits, least redelivery), `batch` after every batch handler call and whenever a partition has nothing left in flight, `interval` every commitIntervalMs (or commitEveryMessages). Always on revoke and stop.'
+        'When settled offsets are committed: `message` after every settled record (most commits, least redelivery), `batch` after every batch handler call and whenever a partition has nothing left in flight, `interval` every commitIntervalMs (or commitEveryMessages); always on revoke and stop. `external`: never by the consumer, because the handler commits them itself (an exactly-once stage, in its transactions).'
       ),
     commitIntervalMs: duration(1).default(1000).describe('`interval` strategy: commit period (default 1s).'),
     commitEveryMessages: z

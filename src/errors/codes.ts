@@ -69,6 +69,8 @@ export const errorCodes = {
     'A message was not acknowledged within deliveryTimeoutMs (retries included); when it was already in flight it may still be written.',
   KAFKIT_PRODUCER_CLOSED:
     'The producer is closed or closing: a new message was refused, or close() gave up on a pending one at its deadline.',
+  KAFKIT_OFFSETS_UNSTABLE:
+    'A stage could not read a stable committed offset for a partition it took over: a transaction of its former owner stayed pending past the wait (retryable: the batch is tried again).',
   KAFKIT_TRANSACTION_FAILED:
     'A transaction could not commit (one of its messages failed, or the coordinator refused): it was aborted, read_committed consumers see none of it.',
   KAFKIT_TRANSACTION_ABORTED:

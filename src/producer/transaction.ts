@@ -4,6 +4,7 @@
  * invisible. The producer owns the mechanics (flushing, the broker calls); this object is the handle
  * the caller holds, and refuses calls once the transaction is over.
  */
+import type { ConsumerGroupMetadata, TransactionOffset } from '../kafka/transactional-offsets.ts'
 import type { MessageBuilder, OutgoingMessage } from '../message/builder.ts'
 import { TransactionStateError } from './errors.ts'
 import type { SendOptions, SendOutcome, SendResult } from './types.ts'
@@ -17,6 +18,8 @@ export interface TransactionDriver<V> {
     messages: readonly (OutgoingMessage<V> | MessageBuilder<V>)[],
     options?: SendOptions
   ): Promise<SendOutcome[]>
+  /** Adds consumed offsets to the transaction (they commit with it). */
+  sendOffsets(offsets: readonly TransactionOffset[], group: ConsumerGroupMetadata): Promise<void>
   /** Flushes, then commits (or aborts); a failed commit aborts and rejects. */
   end(commit: boolean): Promise<void>
 }
@@ -53,6 +56,19 @@ export class ProducerTransaction<V = unknown> {
       return Promise.reject(new TransactionStateError(`cannot send in a transaction that is ${this.#state}`))
     }
     return this.#driver.sendBatch(messages, options)
+  }
+
+  /**
+   * Adds consumed offsets (the next offset to read of each partition) to the transaction: they are
+   * committed for the group if and only if the transaction commits (consume-transform-produce). The
+   * group's coordinator checks `group` (generation and member id, from `consumer.groupMetadata()`)
+   * and refuses offsets of a member that lost its partitions; the transaction then cannot commit.
+   */
+  sendOffsets(offsets: readonly TransactionOffset[], group: ConsumerGroupMetadata): Promise<void> {
+    if (this.#state !== 'open') {
+      return Promise.reject(new TransactionStateError(`cannot add offsets to a transaction that is ${this.#state}`))
+    }
+    return this.#driver.sendOffsets(offsets, group)
   }
 
   /**

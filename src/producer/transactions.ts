@@ -4,15 +4,19 @@
  * or an abort when one of them failed or the caller aborts. A transaction that sent nothing is
  * ended here, without the broker.
  */
-import type { ClientProducer } from '../kafka/client.ts'
+import {
+  addOffsetsToTransaction,
+  type ClientTx,
+  type ConsumerGroupMetadata,
+  type TransactionOffset
+} from '../kafka/transactional-offsets.ts'
 import { isRetriable } from '../kafka/errors.ts'
 import { describe } from './error-text.ts'
 import { TransactionAbortedError, TransactionError, TransactionStateError } from './errors.ts'
 import type { PendingRecord } from './record.ts'
 import { ProducerTransaction, type TransactionDriver } from './transaction.ts'
 
-// The client's Transaction class is not exported by name; its type comes from beginTransaction().
-export type ClientTx = Awaited<ReturnType<ClientProducer<Buffer, Buffer, Buffer, Buffer>['beginTransaction']>>
+export type { ClientTx }
 
 export interface TxState {
   client: ClientTx | undefined
@@ -50,7 +54,7 @@ export class Transactions {
   }
 
   /** Opens a transaction: buffered messages are flushed first, messages sent from now on join it. */
-  async begin<V>(driver: Omit<TransactionDriver<V>, 'end'>): Promise<ProducerTransaction<V>> {
+  async begin<V>(driver: Omit<TransactionDriver<V>, 'end' | 'sendOffsets'>): Promise<ProducerTransaction<V>> {
     if (this.#current !== undefined) throw new TransactionStateError('a transaction is already open on this producer')
     const state: TxState = { client: undefined, handle: undefined, failures: [], sent: false }
     this.#current = state
@@ -71,11 +75,37 @@ export class Transactions {
     const handle = new ProducerTransaction<V>({
       send: (message, options) => driver.send(message, options),
       sendBatch: (messages, options) => driver.sendBatch(messages, options),
+      sendOffsets: (offsets, group) => this.#sendOffsets(state, offsets, group),
       end: commit => this.#end(state, commit)
     })
     state.handle = handle
     this.#hooks.pump()
     return handle
+  }
+
+  async #sendOffsets(
+    state: TxState,
+    offsets: readonly TransactionOffset[],
+    group: ConsumerGroupMetadata
+  ): Promise<void> {
+    const client = state.client
+    if (client === undefined) throw new TransactionStateError('the transaction has not begun')
+    try {
+      await addOffsetsToTransaction(client, group, offsets)
+      // The group's offsets partition is in the transaction now: it must end on the broker.
+      state.sent = true
+    } catch (error) {
+      const failure = new TransactionError(
+        `could not add the consumed offsets to the transaction: ${describe(error)}`,
+        [],
+        {
+          cause: error,
+          retryable: isRetriable(error)
+        }
+      )
+      state.failures.push({ message: undefined, error: failure })
+      throw failure
+    }
   }
 
   async #end(state: TxState, commit: boolean): Promise<void> {
