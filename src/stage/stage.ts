@@ -12,7 +12,10 @@ import { EventEmitter } from 'node:events'
 import { Consumer } from '../consumer/consumer.ts'
 import type { ConsumerMetrics } from '../consumer/metrics.ts'
 import type { ConsumerEvents, ConsumerInit } from '../consumer/types.ts'
-import { isKafkitError } from '../errors/kafkit-error.ts'
+import { ConfigError, isKafkitError } from '../errors/kafkit-error.ts'
+import { defaultLogger } from '../handling/logger.ts'
+import { pickConnection } from '../kafka/connection.ts'
+import { ExactlyOnceRunner } from './exactly-once.ts'
 import { PermanentError, TransientError } from '../handling/errors.ts'
 import type { ConsumedMessage, HandlerContext, MessageHandler } from '../handling/types.ts'
 import type { MessageBuilder, OutgoingMessage } from '../message/builder.ts'
@@ -47,28 +50,73 @@ export class Stage<I = unknown, O = unknown> extends EventEmitter<ConsumerEvents
   readonly config: Readonly<StageConfig>
   readonly consumer: Consumer<I>
   readonly producer: Producer<O>
+  #exactlyOnce: ExactlyOnceRunner<I, O> | undefined
 
   constructor(init: StageInit<I, O>) {
     super()
-    const { delivery, outputTopic, transform, outputSerde, producer, ...consumerInit } = init
-    this.config = stageOptions.resolve({ delivery, ...(outputTopic === undefined ? {} : { outputTopic }) })
-    this.producer = new Producer<O>({
+    const { delivery, outputTopic, transaction, transform, outputSerde, producer, ...consumerInit } = init
+    this.config = stageOptions.resolve({
+      delivery,
+      ...(outputTopic === undefined ? {} : { outputTopic }),
+      ...(transaction === undefined ? {} : { transaction })
+    })
+    const producerInit: ProducerInit<O> = {
       ...producer,
       ...(init.brokers ? { brokers: init.brokers } : {}),
       ...(this.config.outputTopic === undefined ? {} : { topic: this.config.outputTopic }),
       ...(outputSerde ? { valueSerde: outputSerde } : {}),
-      idempotent: true,
-      acks: -1,
       ...(init.env ? { env: init.env } : {})
-    })
-    this.consumer = new Consumer<I>({
-      ...consumerInit,
-      handler: this.#atLeastOnce(transform),
-      producer: this.producer
-    })
+    }
+    // Outputs (at-least-once) and the consumer's dead-letter and retry records.
+    this.producer = new Producer<O>({ ...producerInit, idempotent: true, acks: -1 })
+    this.consumer =
+      this.config.delivery === 'exactly-once'
+        ? this.#exactlyOnceConsumer(consumerInit, transform, producerInit)
+        : new Consumer<I>({ ...consumerInit, handler: this.#atLeastOnce(transform), producer: this.producer })
     for (const event of ['health', 'assigned', 'revoked', 'commit', 'settled', 'blocked'] as const) {
       this.consumer.on(event, (...args: unknown[]) => this.emit(event, ...(args as [never])))
     }
+  }
+
+  /** Transactions committed (exactly-once; 0 otherwise). */
+  get transactions(): number {
+    return this.#exactlyOnce?.transactions ?? 0
+  }
+
+  #exactlyOnceConsumer(
+    consumerInit: Omit<StageInit<I, O>, keyof StageOptions | 'transform' | 'outputSerde' | 'producer'>,
+    transform: StageTransform<I, O>,
+    producerInit: ProducerInit<O>
+  ): Consumer<I> {
+    if (consumerInit.groupProtocol === 'consumer' || consumerInit.middleware !== undefined) {
+      throw new ConfigError(
+        'stage: delivery exactly-once needs the classic group protocol (its offsets go into transactions with the generation of the group) and takes no middleware (wrap the transform instead)',
+        { details: { component: 'stage', key: 'delivery' } }
+      )
+    }
+    const { maxRecords, maxMs, stableWaitMs } = this.config.transaction
+    const consumer: Consumer<I> = new Consumer<I>({
+      isolationLevel: 'read_committed',
+      ...consumerInit,
+      concurrency: { mode: 'partition', limit: consumerInit.concurrency?.limit ?? 8 },
+      maxPollRecords: maxRecords,
+      batchLingerMs: maxMs,
+      commitStrategy: 'external',
+      batchHandler: (messages, context) => runner.handler()(messages, context),
+      producer: this.producer
+    })
+    const runner = new ExactlyOnceRunner<I, O>({
+      groupId: consumer.config.groupId,
+      connection: pickConnection(consumer.config),
+      transform,
+      producerInit,
+      groupMetadata: () => consumer.groupMetadata(),
+      stableWaitMs,
+      logger: consumerInit.logger ?? defaultLogger()
+    })
+    consumer.on('revoked', partitions => void runner.revoked(partitions))
+    this.#exactlyOnce = runner
+    return consumer
   }
 
   async start(options: { signal?: AbortSignal } = {}): Promise<void> {
@@ -78,6 +126,7 @@ export class Stage<I = unknown, O = unknown> extends EventEmitter<ConsumerEvents
   /** Stops consuming (in-flight inputs finish and commit), then closes the producer. */
   async stop(): Promise<void> {
     await this.consumer.stop()
+    await this.#exactlyOnce?.close()
     await this.producer.close()
   }
 
