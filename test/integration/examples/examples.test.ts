@@ -52,3 +52,22 @@ test('todo events: every accepted request is one todo change, one outbox row, on
   assert.match(output, /replayed the topic through a second projection worker: \d+ events, 0 applied again/)
   assert.match(output, /all accounted for: yes/)
 })
+
+test('download pipeline: every file stored once with one result, or dead-lettered once with its reason', async () => {
+  const started = performance.now()
+  const args = '--files 60 --tiers 1s,2s --transient-rate 0.2 --missing-every 15 --down-every 25 --timeout 1s'
+  const { code, output } = await runExample('download-pipeline', args.split(' '))
+  assert.equal(code, 0, output)
+  const balanced =
+    /balanced: 60 requested = (\d+) stored once \+ (\d+) dead-lettered once; \1 results; 0 duplicate uploads, 0 missing/.exec(
+      output
+    )
+  assert.ok(balanced, output)
+  assert.equal(Number(balanced[1]) + Number(balanced[2]), 60)
+  assert.match(output, /all accounted for: yes/)
+  // Dead-lettered: the 404s at once (15, 30, 45, 60), and the files that are always down after both tiers (25, 50).
+  for (const n of [15, 30, 45, 60]) assert.match(output, new RegExp(`file-000${n}\\.bin +download +permanent +1 .*404`))
+  for (const n of [25, 50]) assert.match(output, new RegExp(`file-000${n}\\.bin +download +transient .*answered 503`))
+  assert.match(output, /sent to the retry tiers +\d+ +1s: \d+, 2s: \d+/)
+  assert.ok(performance.now() - started < 60_000, 'well under a minute')
+})
