@@ -1,9 +1,9 @@
 /**
- * A stage process for the kill tests: reads `{ seq }` records from INPUT and writes one `{ seq }`
- * output per input to OUTPUT. MODE: exactly-once (default) or at-least-once (the control). ABORT_EVERY:
- * about one input in this many fails once after the outputs before it went into the open transaction,
- * which aborts it (appended to ABORTS, a file, as `abort`). Static membership (INSTANCE), so a restarted
- * process takes its partitions back at once. SIGKILL is the crash.
+ * A stage process for the kill and zombie tests: reads `{ seq }` records from INPUT and writes one
+ * `{ seq, by: WORKER, at }` output per input to OUTPUT, after WORK_MS of work. MODE: exactly-once
+ * (default) or at-least-once (the control). ABORT_EVERY: about one input in this many fails once after the outputs before it went into the open transaction,
+ * which aborts it (appended to ABORTS, a file, as `abort`). With INSTANCE, static membership, so a
+ * restarted process takes its partitions back at once. SIGKILL is the crash.
  */
 import { appendFileSync } from 'node:fs'
 import { TransientError } from '../../../src/handling/errors.ts'
@@ -12,7 +12,9 @@ import { Stage } from '../../../src/stage/stage.ts'
 
 const env = process.env
 const abortEvery = Number(env.ABORT_EVERY ?? 0)
-const stage = new Stage<{ seq: number }, { seq: number }>({
+const workMs = Number(env.WORK_MS ?? 0)
+const by = env.WORKER ?? String(process.pid)
+const stage = new Stage<{ seq: number }, { seq: number; by: string; at: number }>({
   brokers: (env.KAFKA_BROKERS as string).split(','),
   groupId: env.GROUP as string,
   topics: [env.INPUT as string],
@@ -20,7 +22,7 @@ const stage = new Stage<{ seq: number }, { seq: number }>({
   delivery: (env.MODE ?? 'exactly-once') as 'exactly-once',
   startOffset: 'earliest',
   ensureTopics: false,
-  groupInstanceId: env.INSTANCE,
+  ...(env.INSTANCE ? { groupInstanceId: env.INSTANCE } : {}),
   sessionTimeoutMs: 6000,
   heartbeatIntervalMs: 500,
   transaction: { maxRecords: 200, maxMs: 20 },
@@ -34,7 +36,8 @@ const stage = new Stage<{ seq: number }, { seq: number }>({
       await new Promise(resolve => setTimeout(resolve, 20))
       throw new TransientError('aborted on purpose')
     }
-    return message({ seq: value.seq }).key(key ?? '')
+    if (workMs > 0) await new Promise(resolve => setTimeout(resolve, workMs))
+    return message({ seq: value.seq, by, at: Date.now() }).key(key ?? '')
   }
 })
 await stage.start()
