@@ -26,6 +26,8 @@ const stage = new Stage<{ seq: number }, { seq: number; by: string; at: number }
   sessionTimeoutMs: 6000,
   heartbeatIntervalMs: 500,
   transaction: { maxRecords: 200, maxMs: 20 },
+  // The transaction timeout Kafka applies is the producer's request timeout (see docs/stages.md).
+  ...(env.TX_TIMEOUT_MS ? { producer: { requestTimeoutMs: Number(env.TX_TIMEOUT_MS) } } : {}),
   maxRetries: 1000,
   retryBackoff: { baseMs: 1, maxMs: 50 },
   env: {},
