@@ -7,6 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { errorCodes } from '../src/errors/codes.ts'
 import { headersTable } from '../src/message/wire-format.ts'
 import { postgresWriterOptions } from '../src/postgres/options.ts'
+import { stageOptions } from '../src/stage/options.ts'
 import { outboxRelayOptions } from '../src/postgres/outbox-options.ts'
 import { postgresProcessedIdStoreOptions } from '../src/postgres/processed-id-store.ts'
 import { redisProcessedIdStoreOptions } from '../src/redis/options.ts'
@@ -27,6 +28,7 @@ export const generated: Record<string, { file: string; render: () => string }> =
   sink: { file: 'docs/options.md', render: () => sinkOptions.table() },
   'postgres-writer': { file: 'docs/options.md', render: () => postgresWriterOptions.table() },
   'clickhouse-writer': { file: 'docs/options.md', render: () => clickHouseWriterOptions.table() },
+  stage: { file: 'docs/options.md', render: () => stageOptions.table() },
   'outbox-relay': { file: 'docs/options.md', render: () => outboxRelayOptions.table() },
   'postgres-processed-id-store': { file: 'docs/options.md', render: () => postgresProcessedIdStoreOptions.table() },
   'redis-processed-id-store': { file: 'docs/options.md', render: () => redisProcessedIdStoreOptions.table() },

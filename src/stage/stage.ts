@@ -7,6 +7,10 @@
  *
  * `at-least-once`: the outputs of an input are produced and acknowledged before the handler resolves,
  * so the consumer commits the input only after them. A crash in between transforms the input again.
+ *
+ * `exactly-once`: batches of one partition, each in one Kafka transaction with its outputs and the
+ * partition's next offset (exactly-once.ts: fencing, takeover); the consumer itself never commits.
+ * Guide: docs/stages.md.
  */
 import { EventEmitter } from 'node:events'
 import { Consumer } from '../consumer/consumer.ts'
