@@ -15,7 +15,7 @@ export { errorCodes, type ErrorCode } from './errors/codes.ts'
 
 // Connection and time: one set of connection options for every entry point, one duration grammar.
 export type { ConnectionOptions } from './kafka/connection.ts'
-export type { Duration } from './config/duration.ts'
+export { parseDuration, formatDuration, type Duration } from './config/duration.ts'
 
 // Messages: the builder with the standard headers, event ids, serdes.
 export {
