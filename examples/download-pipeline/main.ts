@@ -17,19 +17,21 @@
  * seconds for a quick run:
  *
  *   npm run example:download-pipeline -- --files 200 --tiers 1s,2s,4s --transient-rate 0.2 --missing-every 25
+ *
+ * Here all three workers run in this one process. worker.ts runs one of them in a process of its own,
+ * against the topics, file server and store of a run that exists (see there).
  */
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Producer, ensureTopics, listDeadLetters, message, retryTopicNames, type DeadLetterEntry } from 'kafkit'
+import { listDeadLetters, retryTopicNames, type DeadLetterEntry } from 'kafkit'
 import { useKafka } from 'kafkit/testing'
 import { startFileServer, type FileServer } from './file-server.ts'
 import { readOptions, usage, type PipelineOptions } from './options.ts'
-import { createPipeline, type Pipeline, type Topics } from './pipeline.ts'
+import { createPipeline, createTopics, exampleLogger, requestDownloads, topicsOf, type Pipeline } from './pipeline.ts'
 import { reconcile } from './reconcile.ts'
 import { startStore } from './store.ts'
-import type { DownloadRequest } from './workers.ts'
 
 function optionsOrExit(): PipelineOptions {
   try {
@@ -43,32 +45,13 @@ const options = optionsOrExit()
 const started = performance.now()
 const elapsed = () => (performance.now() - started) / 1000
 const say = (line: string) => console.log(`[${elapsed().toFixed(1).padStart(5)} s] ${line}`)
-// Kafkit's components log through this: errors are printed, except records that reached the
-// dead-letter topic (its offset is known): those are expected here and listed in the reconciliation.
-const logger = {
-  debug() {},
-  info() {},
-  warn() {},
-  error: (fields: object, text: string) => {
-    if (!('dlqOffset' in fields)) console.error(`kafkit: ${text} ${JSON.stringify(fields)}`)
-  }
-}
 
-// Kafka, the run's topics and the retry tier names the download stage will use.
+// Kafka, the run's topics (the retry tiers and the dead-letter topic too).
 const kafka = await useKafka({ log: line => console.error(line) })
 const brokers = kafka.brokers
 const run = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`
-const topics: Topics = {
-  pending: `xact.downloads.pending-${run}`,
-  cached: `xact.downloads.cached-${run}`,
-  results: `xact.downloads.results-${run}`,
-  dlq: `xact.downloads.dlq-${run}`
-}
-await ensureTopics({ brokers }, [
-  { name: topics.pending, partitions: 6 },
-  { name: topics.cached, partitions: 6 },
-  { name: topics.results, partitions: 6 }
-])
+const topics = topicsOf(run)
+await createTopics(brokers, topics, options.tiers)
 const tierTopics = retryTopicNames(topics.pending, { tiers: options.tiers, dlqTopic: topics.dlq }).tiers
 say(`Kafka ${brokers.join(',')}; topics ${topics.pending}, ${topics.cached}, ${topics.results}`)
 say(`retry tiers ${tierTopics.map(tier => tier.topic).join(', ')}; dead letters ${topics.dlq}`)
@@ -87,22 +70,19 @@ say(
 )
 say(`store ${store.url} (objects in ${storeDir}); cache ${cacheDir}`)
 
-const pipeline = createPipeline({ brokers, run, topics, options, cacheDir, storeUrl: store.url, logger })
+const pipeline = createPipeline({ brokers, run, topics, options, cacheDir, storeUrl: store.url, logger: exampleLogger })
 await pipeline.start()
 say('workers started: download (Stage, retry tiers), upload (Stage), result processor (Consumer)')
-await requestDownloads(server)
+await requestAll(server)
 
 /** One `pending` record per file, keyed by its id. */
-async function requestDownloads(files: FileServer): Promise<void> {
-  const producer = new Producer<DownloadRequest>({ brokers, topic: topics.pending })
-  const requests = files.files.map(({ fileId }) =>
-    message<DownloadRequest>({ fileId, url: files.urlOf(fileId) })
-      .key(fileId)
-      .eventType('xact.downloads.requested')
+async function requestAll(files: FileServer): Promise<void> {
+  await requestDownloads(
+    brokers,
+    topics.pending,
+    files.files.map(({ fileId }) => ({ fileId, url: files.urlOf(fileId) }))
   )
-  for (const outcome of await producer.sendBatch(requests)) if (!outcome.ok) throw outcome.error
-  await producer.close()
-  say(`requested ${requests.length} downloads on ${topics.pending}`)
+  say(`requested ${files.files.length} downloads on ${topics.pending}`)
 }
 
 // Progress every second, until every file is stored with its result or dead-lettered (or the deadline).

@@ -1,7 +1,10 @@
 /**
- * The end of a run: every requested file must be in the store exactly once (one PUT, the source's
- * content) with exactly one result, or in the dead-letter topic exactly once with its reason; never
- * both, never neither. Prints the table and the verdict; returns the problems (none: balanced).
+ * The end of a run: every requested file must be in the store (the source's content) with a result, or
+ * in the dead-letter topic with its reason; never both, never neither. A plain run has no repeats: one
+ * PUT, one result, one dead letter per file. Workers killed and restarted (at-least-once stages) may
+ * do an input's work again: a second PUT of the same content, a second result, a second dead letter of
+ * the same file for the same reason. `checkFiles` counts those as repeats when they are allowed; other
+ * content, a lost file, a file both stored and dead-lettered stay problems either way.
  */
 import type { DeadLetterEntry } from 'kafkit'
 import type { FileServerStats, ServedFile } from './file-server.ts'
@@ -9,12 +12,17 @@ import type { PipelineSnapshot, Topics } from './pipeline.ts'
 import type { StoreStats, StoredObject } from './store.ts'
 import type { DownloadCounters, UploadResult } from './workers.ts'
 
-export interface RunFacts {
+/** Where the files ended up: the store, the results, the dead-letter topic. */
+export interface FileFacts {
   files: ServedFile[]
   objects: ReadonlyMap<string, StoredObject>
   results: ReadonlyMap<string, UploadResult[]>
   deadLetters: DeadLetterEntry[]
   topics: Topics
+}
+
+/** A run in one process: the files, and what the workers, the file server and the store counted. */
+export interface RunFacts extends FileFacts {
   tiers: string[]
   snapshot: PipelineSnapshot
   counters: DownloadCounters
@@ -22,8 +30,35 @@ export interface RunFacts {
   store: StoreStats
 }
 
+export interface CheckOptions {
+  /**
+   * `refused` (default): a repeated PUT, result or dead letter is a problem. `allowed`: workers were
+   * killed, so it is a repeat (counted in `repeats`), as long as it repeats the same content or reason.
+   */
+  repeats?: 'refused' | 'allowed'
+}
+
+/** One situation of the per-file table: the files in it, and whether that is fine. */
+export interface FileRow {
+  name: string
+  ids: string[]
+  fine: boolean
+}
+
+export interface FileCheck {
+  rows: FileRow[]
+  /** What does not add up, one line per situation (none: everything is accounted for). */
+  problems: string[]
+  /** Distinct files in the store, and distinct files dead-lettered (not stored). */
+  stored: number
+  deadLettered: number
+  /** Records beyond the first of a file: PUTs accepted again, results, dead letters. */
+  repeats: { puts: number; results: number; deadLetters: number }
+  dead: DeadFile[]
+}
+
 /** One dead letter as the run reads it: which file, which stage gave up, and why. */
-interface DeadFile {
+export interface DeadFile {
   fileId: string
   stage: string
   kind: string
@@ -31,7 +66,7 @@ interface DeadFile {
   reason: string
 }
 
-function deadFiles(facts: RunFacts): DeadFile[] {
+function deadFiles(facts: FileFacts): DeadFile[] {
   const stageOf = new Map([
     [facts.topics.pending, 'download'],
     [facts.topics.cached, 'upload']
@@ -52,38 +87,115 @@ const group = <T>(items: T[], key: (item: T) => string) => {
   return map
 }
 
+/**
+ * Whether a dead letter gives the file's reason: a 404 at once for a missing file, a 503 after the last
+ * tier for a file that is down; a file the source serves only when it still failed transiently after
+ * every tier (a high --transient-rate).
+ */
+function reasonFits(file: ServedFile, dead: DeadFile): boolean {
+  const download = (kind: string) => dead.stage === 'download' && dead.kind === kind
+  switch (file.expected) {
+    case 'missing':
+      return download('permanent') && / 404 /.test(dead.reason)
+    case 'down':
+      return download('transient') && / 503 /.test(dead.reason)
+    case 'stored':
+      return download('transient')
+  }
+}
+
 /** Per file: where it ended up. Each list holds the file ids in that situation. */
-function classify(facts: RunFacts, dead: Map<string, DeadFile[]>) {
+function classify(facts: FileFacts, dead: Map<string, DeadFile[]>) {
   const requested = new Set(facts.files.map(file => file.fileId))
-  const is = (test: (file: ServedFile, puts: number, deadCount: number, results: number) => boolean) =>
+  const is = (test: (file: ServedFile, puts: number, dead: DeadFile[], results: UploadResult[]) => boolean) =>
     facts.files
       .filter(file =>
         test(
           file,
           facts.objects.get(file.fileId)?.puts ?? 0,
-          dead.get(file.fileId)?.length ?? 0,
-          facts.results.get(file.fileId)?.length ?? 0
+          dead.get(file.fileId) ?? [],
+          facts.results.get(file.fileId) ?? []
         )
       )
       .map(file => file.fileId)
+  const sameReason = (letters: DeadFile[]) =>
+    new Set(letters.map(letter => `${letter.stage}\u0000${letter.kind}\u0000${letter.reason}`)).size === 1
   return {
     storedOnce: is((_, puts) => puts === 1),
-    deadOnce: is((_, puts, deadCount) => deadCount === 1 && puts === 0),
+    deadOnce: is((_, puts, letters) => letters.length === 1 && puts === 0),
     duplicateUploads: is((_, puts) => puts > 1),
-    deadTwice: is((_, _p, deadCount) => deadCount > 1),
-    both: is((_, puts, deadCount) => puts > 0 && deadCount > 0),
-    missing: is((_, puts, deadCount) => puts === 0 && deadCount === 0),
-    withoutResult: is((_, puts, _d, results) => puts > 0 && results === 0),
-    repeatedResults: is((_, _p, _d, results) => results > 1),
-    resultWithoutObject: is((_, puts, _d, results) => puts === 0 && results > 0),
+    deadAgain: is((_, _p, letters) => letters.length > 1 && sameReason(letters)),
+    deadForOtherReasons: is((_, _p, letters) => letters.length > 1 && !sameReason(letters)),
+    both: is((_, puts, letters) => puts > 0 && letters.length > 0),
+    missing: is((_, puts, letters) => puts === 0 && letters.length === 0),
+    withoutResult: is((_, puts, _d, results) => puts > 0 && results.length === 0),
+    repeatedResults: is((_, _p, _d, results) => results.length > 1),
+    resultWithoutObject: is((_, puts, _d, results) => puts === 0 && results.length > 0),
     wrongContent: is(file => {
       const stored = facts.objects.get(file.fileId)
       return stored !== undefined && stored.sha256 !== file.sha256
     }),
+    wrongResult: is((file, _p, _d, results) => results.some(result => result.sha256 !== file.sha256)),
     notFoundStored: is((file, puts) => file.expected === 'missing' && puts > 0),
     downStored: is((file, puts) => file.expected === 'down' && puts > 0),
-    unrequested: [...new Set([...facts.objects.keys(), ...dead.keys()])].filter(id => !requested.has(id))
+    wrongReason: is((file, _p, letters) => letters.some(letter => !reasonFits(file, letter))),
+    unrequested: [...new Set([...facts.objects.keys(), ...dead.keys(), ...facts.results.keys()])].filter(
+      id => !requested.has(id)
+    )
   }
+}
+
+const extra = (counts: Iterable<number>) => [...counts].reduce((sum, n) => sum + Math.max(0, n - 1), 0)
+
+/** Where every file ended up, and what does not add up. */
+export function checkFiles(facts: FileFacts, options: CheckOptions = {}): FileCheck {
+  const repeatsFine = options.repeats === 'allowed'
+  const dead = deadFiles(facts)
+  const byFile = group(dead, file => file.fileId)
+  const c = classify(facts, byFile)
+  const rows: FileRow[] = [
+    { name: 'stored once', ids: c.storedOnce, fine: true },
+    { name: 'dead-lettered once', ids: c.deadOnce, fine: true },
+    { name: 'uploaded more than once', ids: c.duplicateUploads, fine: repeatsFine },
+    { name: 'dead-lettered more than once', ids: c.deadAgain, fine: repeatsFine },
+    { name: 'dead-lettered, reasons differ', ids: c.deadForOtherReasons, fine: false },
+    { name: 'stored and dead-lettered', ids: c.both, fine: false },
+    { name: 'stored without a result', ids: c.withoutResult, fine: false },
+    { name: 'more than one result', ids: c.repeatedResults, fine: repeatsFine },
+    { name: 'a result but not stored', ids: c.resultWithoutObject, fine: false },
+    { name: 'stored content differs', ids: c.wrongContent, fine: false },
+    { name: 'a result of other content', ids: c.wrongResult, fine: false },
+    { name: '404 at the source, yet stored', ids: c.notFoundStored, fine: false },
+    { name: 'always 503, yet stored', ids: c.downStored, fine: false },
+    { name: 'dead-lettered for another reason', ids: c.wrongReason, fine: false },
+    { name: 'not requested, yet there', ids: c.unrequested, fine: false },
+    { name: 'missing', ids: c.missing, fine: false }
+  ]
+  const problems = rows.filter(row => !row.fine && row.ids.length > 0).map(row => `${row.ids.length} ${row.name}`)
+  const requested = new Set(facts.files.map(file => file.fileId))
+  const stored = facts.files.filter(file => facts.objects.has(file.fileId)).length
+  const deadLettered = facts.files.filter(file => byFile.has(file.fileId) && !facts.objects.has(file.fileId)).length
+  const total = stored + deadLettered
+  if (total !== facts.files.length && problems.length === 0) {
+    problems.push(`${total} of ${facts.files.length} accounted for`)
+  }
+  const ofRequested = <T>(map: ReadonlyMap<string, T>) => [...map].filter(([id]) => requested.has(id))
+  const repeats = {
+    puts: extra(ofRequested(facts.objects).map(([, object]) => object.puts)),
+    results: extra(ofRequested(facts.results).map(([, results]) => results.length)),
+    deadLetters: extra(ofRequested(byFile).map(([, letters]) => letters.length))
+  }
+  return { rows, problems, stored, deadLettered, repeats, dead }
+}
+
+/** The per-file table: a line per situation with its count, and the first files of each one that is not fine. */
+export function formatFiles(check: FileCheck): string[] {
+  const lines = [`${'files'.padEnd(32)}${'count'.padStart(7)}`]
+  for (const { name, ids, fine } of check.rows) {
+    const shown = !fine && ids.length > 0 ? `  ${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ', ...' : ''}` : ''
+    lines.push(`${name.padEnd(32)}${String(ids.length).padStart(7)}${shown}`)
+  }
+  return lines
 }
 
 /** A short name for why a file was dead-lettered. */
@@ -136,35 +248,12 @@ function printDeadLetters(dead: DeadFile[]): void {
   if (dead.length > 12) console.log(`    ... and ${dead.length - 12} more`)
 }
 
-/** Prints the reconciliation; returns what does not add up (empty: everything is accounted for). */
+/** Prints the reconciliation of a run in one process (no repeats allowed); returns what does not add up. */
 export function reconcile(facts: RunFacts): string[] {
-  const dead = deadFiles(facts)
-  const byFile = group(dead, file => file.fileId)
-  const c = classify(facts, byFile)
-  printStages(facts, dead)
-  const perFile: [string, string[], boolean][] = [
-    ['stored once', c.storedOnce, true],
-    ['dead-lettered once', c.deadOnce, true],
-    ['uploaded more than once', c.duplicateUploads, false],
-    ['dead-lettered more than once', c.deadTwice, false],
-    ['stored and dead-lettered', c.both, false],
-    ['stored without a result', c.withoutResult, false],
-    ['more than one result', c.repeatedResults, false],
-    ['a result but not stored', c.resultWithoutObject, false],
-    ['stored content differs', c.wrongContent, false],
-    ['404 at the source, yet stored', c.notFoundStored, false],
-    ['always 503, yet stored', c.downStored, false],
-    ['not requested, yet there', c.unrequested, false],
-    ['missing', c.missing, false]
-  ]
-  console.log(`\n  ${'files'.padEnd(30)}${'count'.padStart(7)}`)
-  for (const [name, ids, fine] of perFile) {
-    const shown = !fine && ids.length > 0 ? `  ${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ', ...' : ''}` : ''
-    console.log(`  ${name.padEnd(30)}${String(ids.length).padStart(7)}${shown}`)
-  }
-  printDeadLetters(dead)
-  const wrong = perFile.filter(([, ids, fine]) => !fine && ids.length > 0).map(([name, ids]) => `${ids.length} ${name}`)
-  const total = c.storedOnce.length + c.deadOnce.length
-  if (total !== facts.files.length && wrong.length === 0) wrong.push(`${total} of ${facts.files.length} accounted for`)
-  return wrong
+  const check = checkFiles(facts)
+  printStages(facts, check.dead)
+  console.log('')
+  for (const line of formatFiles(check)) console.log(`  ${line}`)
+  printDeadLetters(check.dead)
+  return check.problems
 }

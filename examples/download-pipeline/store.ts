@@ -2,8 +2,8 @@
  * Where the uploads go: a small object store on loopback (node:http, an ephemeral port) that accepts
  * `PUT /objects/<name>` and writes each object to a directory. A second PUT of an object with the same
  * content is idempotent (200, nothing changes) but it is counted: the reconciliation reports every
- * object put more than once as a duplicate upload. A PUT with other content than the stored one is
- * refused (409).
+ * object put more than once, as a duplicate upload (or as a repeat, when workers were killed and ran
+ * an input again). A PUT with other content than the stored one is refused (409).
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { rename, writeFile } from 'node:fs/promises'
