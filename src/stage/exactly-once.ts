@@ -102,8 +102,23 @@ export class ExactlyOnceRunner<I, O> {
       this.#transactions++
     } catch (error) {
       await tx.abort().catch(() => undefined)
+      if (isFenced(error)) await this.#discard(first.topic, first.partition, work)
       throw error
     }
+  }
+
+  /**
+   * A producer Kafka fenced (a newer one took its id, or the coordinator aborted a transaction that
+   * ran past the timeout and bumped its epoch) cannot be used again: the next batch starts a new one,
+   * which reads the committed offset afresh.
+   */
+  async #discard(topic: string, partition: number, work: PartitionWork<O>): Promise<void> {
+    if (this.#partitions.get(`${topic}:${partition}`) === work) this.#partitions.delete(`${topic}:${partition}`)
+    this.#init.logger.warn(
+      { topic, partition },
+      "stage: the partition's transactional producer was fenced; a new one takes over"
+    )
+    await work.producer.close({ timeoutMs: 1000 }).catch(() => undefined)
   }
 
   async #transform(messages: ConsumedMessage<I>[], tx: ProducerTransaction<O>, context: BatchContext<I>) {
@@ -148,4 +163,20 @@ export class ExactlyOnceRunner<I, O> {
 function splitKey(key: string): { topic: string; partition: number } {
   const at = key.lastIndexOf(':')
   return { topic: key.slice(0, at), partition: Number(key.slice(at + 1)) }
+}
+
+const FENCED = /PRODUCER_FENCED|INVALID_PRODUCER_EPOCH|fence[ds]|INVALID_TXN_STATE/i
+
+/** Does the error (or one of its causes) say the producer's epoch is over? */
+function isFenced(error: unknown, depth = 0): boolean {
+  if (depth > 6 || error === null || typeof error !== 'object') return false
+  const { message, code, errors, cause } = error as {
+    message?: unknown
+    code?: unknown
+    errors?: unknown
+    cause?: unknown
+  }
+  if (FENCED.test(`${String(message)} ${String(code)}`)) return true
+  if (Array.isArray(errors) && errors.some(inner => isFenced(inner, depth + 1))) return true
+  return isFenced(cause, depth + 1)
 }

@@ -73,3 +73,51 @@ test('exactly-once stage: aborted transactions are retried, read_committed sees 
     `a read_uncommitted reader also sees the aborted outputs (${uncommitted.length})`
   )
 })
+
+test('exactly-once stage: a transaction that outlives the transaction timeout is aborted by Kafka, and the stage goes on with a new producer', async t => {
+  const brokers = bootstrapServers()
+  const input = await createTestTopic({ brokers, partitions: 1, prefix: 'eos-slow-in' })
+  const output = await createTestTopic({ brokers, partitions: 1, prefix: 'eos-slow-out' })
+  t.after(async () => {
+    await Promise.all([input.delete(), output.delete()])
+  })
+  const count = 50
+  await produceKeyed(brokers, input.topic, count, { keys: 5, value: i => json({ seq: i }) })
+  const groupId = uniqueName('eos-slow')
+  let slow = 0
+  const stage = new Stage<{ seq: number }, { seq: number }>({
+    brokers,
+    groupId,
+    topics: [input.topic],
+    startOffset: 'earliest',
+    delivery: 'exactly-once',
+    outputTopic: output.topic,
+    transaction: { maxRecords: 10, maxMs: 10 },
+    // The transaction timeout Kafka applies is the producer's request timeout.
+    producer: { requestTimeoutMs: 2000 },
+    maxRetries: 1000,
+    retryBackoff: { baseMs: 10, maxMs: 100 },
+    logger: quiet,
+    env: {},
+    transform: async ({ value, key }, { attempt }) => {
+      if (value.seq === 25 && attempt === 1) {
+        slow++
+        // Longer than the timeout and the coordinator's check of timed-out transactions.
+        await new Promise(resolve => setTimeout(resolve, 14_000))
+      }
+      return message({ seq: value.seq }).key(key ?? '')
+    }
+  })
+  await stage.start()
+  await waitFor(
+    async () => [...(await committedOffsets(brokers, groupId, input.topic)).values()][0] === BigInt(count),
+    90_000,
+    'every input committed'
+  )
+  await stage.stop()
+  const outputs = await readTopic(brokers, output.topic, count, { readCommitted: true, quietMs: 1500 })
+  const seqs = new Set(outputs.map(record => (JSON.parse(record.value.toString()) as { seq: number }).seq))
+  assert.equal(slow, 1)
+  assert.equal(seqs.size, count)
+  assert.equal(outputs.length, count, 'the timed-out transaction left nothing visible')
+})
