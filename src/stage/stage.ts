@@ -21,7 +21,7 @@ import { defaultLogger } from '../handling/logger.ts'
 import { pickConnection } from '../kafka/connection.ts'
 import { ExactlyOnceRunner } from './exactly-once.ts'
 import { PermanentError, TransientError } from '../handling/errors.ts'
-import type { ConsumedMessage, HandlerContext, MessageHandler } from '../handling/types.ts'
+import type { BatchHandler, ConsumedMessage, HandlerContext, MessageHandler } from '../handling/types.ts'
 import type { MessageBuilder, OutgoingMessage } from '../message/builder.ts'
 import type { Serde } from '../message/serde.ts'
 import { Producer, type ProducerInit } from '../producer/producer.ts'
@@ -65,6 +65,8 @@ export class Stage<I = unknown, O = unknown> extends EventEmitter<ConsumerEvents
       ...(transaction === undefined ? {} : { transaction })
     })
     const producerInit: ProducerInit<O> = {
+      // Every input (or transaction) waits for its outputs' acknowledgement: a linger only adds latency.
+      lingerMs: 0,
       ...producer,
       ...(init.brokers ? { brokers: init.brokers } : {}),
       ...(this.config.outputTopic === undefined ? {} : { topic: this.config.outputTopic }),
@@ -76,7 +78,13 @@ export class Stage<I = unknown, O = unknown> extends EventEmitter<ConsumerEvents
     this.consumer =
       this.config.delivery === 'exactly-once'
         ? this.#exactlyOnceConsumer(consumerInit, transform, producerInit)
-        : new Consumer<I>({ ...consumerInit, handler: this.#atLeastOnce(transform), producer: this.producer })
+        : consumerInit.concurrency?.mode === 'partition'
+          ? new Consumer<I>({
+              ...consumerInit,
+              batchHandler: this.#atLeastOnceBatch(transform),
+              producer: this.producer
+            })
+          : new Consumer<I>({ ...consumerInit, handler: this.#atLeastOnce(transform), producer: this.producer })
     for (const event of ['health', 'assigned', 'revoked', 'commit', 'settled', 'blocked'] as const) {
       this.consumer.on(event, (...args: unknown[]) => this.emit(event, ...(args as [never])))
     }
@@ -105,6 +113,8 @@ export class Stage<I = unknown, O = unknown> extends EventEmitter<ConsumerEvents
       concurrency: { mode: 'partition', limit: consumerInit.concurrency?.limit ?? 8 },
       maxPollRecords: maxRecords,
       batchLingerMs: maxMs,
+      // Room for a full batch of every partition being worked on, and the next one queued behind it.
+      maxBufferedRecords: consumerInit.maxBufferedRecords ?? maxRecords * ((consumerInit.concurrency?.limit ?? 8) + 2),
       commitStrategy: 'external',
       batchHandler: (messages, context) => runner.handler()(messages, context),
       producer: this.producer
@@ -145,6 +155,40 @@ export class Stage<I = unknown, O = unknown> extends EventEmitter<ConsumerEvents
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop()
+  }
+
+  /**
+   * Partition mode: a batch of one partition's inputs, transformed in order, their outputs sent with
+   * one sendBatch, the batch settled once all are acknowledged. An input whose output Kafka refuses for
+   * good is dead-lettered alone. A transform failure or an unacknowledged output fails the batch, which
+   * the consumer then runs one input at a time, so each input meets its own error kind.
+   */
+  #atLeastOnceBatch(transform: StageTransform<I, O>): BatchHandler<I> {
+    return async (messages, context) => {
+      const outputs: StageOutput<O>[] = []
+      const owners: ConsumedMessage<I>[] = []
+      for (const message of messages) {
+        const result = await transform(message, context)
+        const produced = result == null ? [] : Array.isArray(result) ? result : [result as StageOutput<O>]
+        for (const output of produced as readonly StageOutput<O>[]) {
+          outputs.push(output)
+          owners.push(message)
+        }
+      }
+      if (outputs.length === 0) return
+      const outcomes = await this.producer.sendBatch(outputs, { signal: context.signal })
+      const refused = new Map<ConsumedMessage<I>, Error>()
+      for (const [index, outcome] of outcomes.entries()) {
+        if (outcome.ok) continue
+        const owner = owners[index] as ConsumedMessage<I>
+        const failure = outputFailure(owner, outcome.error)
+        // Sending again may work: the batch runs again (its acknowledged outputs are produced again).
+        if (!(failure instanceof PermanentError)) throw failure
+        // Not worth sending again: that input alone is dead-lettered, the others of the batch are done.
+        if (!refused.has(owner)) refused.set(owner, failure)
+      }
+      for (const [owner, failure] of refused) await context.deadLetter(owner, failure)
+    }
   }
 
   #atLeastOnce(transform: StageTransform<I, O>): MessageHandler<I> {
