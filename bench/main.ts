@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the producer, consumer, retry, sink and outbox benchmarks one after the other against one
+ * `npm run bench`: the producer, consumer, retry, sink, outbox and stage benchmarks one after the other against one
  * local Kafka (started here with its JVM pinned to one core, see bench/lib/pinning.ts; every benchmark
  * and its client processes run on the other core), then bench/results/summary.json with every target
  * of the issue (`ratios`: median of the per-round values, min, max, target, met) and the figures behind
@@ -8,7 +8,7 @@
  * Each benchmark is its own program (`npm run bench:producer` etc.) run here with its defaults; their
  * environment variables pass through (MESSAGES, ROUNDS, ... apply to every benchmark that reads them,
  * so set them per benchmark only when running one). BENCHES picks a subset (default
- * producer,consumer,retry,sink,outbox). The exit code is 1 when a benchmark failed, not when a target is missed.
+ * producer,consumer,retry,sink,outbox,stage). The exit code is 1 when a benchmark failed, not when a target is missed.
  */
 import { spawn } from 'node:child_process'
 import { readFile, writeFile, mkdir } from 'node:fs/promises'
@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import { benchKafka } from './lib/pinning.ts'
 import { codeState, printTargets, toJson, TARGETS, type TargetEntry } from './lib/targets.ts'
 
-const all = ['producer', 'consumer', 'retry', 'sink', 'outbox'] as const
+const all = ['producer', 'consumer', 'retry', 'sink', 'outbox', 'stage'] as const
 type Bench = (typeof all)[number]
 const chosen = (process.env.BENCHES ?? all.join(',')).split(',').filter(Boolean)
 const unknown = chosen.filter(name => !(all as readonly string[]).includes(name))
@@ -87,7 +87,8 @@ const figures = {
   consumer: pick('consumer', 'settings', 'medians', 'cpuRatios', 'throughputRatios', 'peakRssMb', 'failures'),
   retry: pick('retry', 'settings', 'medians', 'cpuUsPerRecord', 'ratios', 'failures'),
   sink: pick('sink', 'rows', 'batchSize', 'rounds', 'rowsPerSecond', 'ratios'),
-  outbox: pick('outbox', 'settings', 'figures', 'ratios', 'failures')
+  outbox: pick('outbox', 'settings', 'figures', 'ratios', 'failures'),
+  stage: pick('stage', 'settings', 'figures', 'ratios', 'cpuRatios', 'failures')
 }
 const summary = {
   startedAt: startedAt.toISOString(),
@@ -97,7 +98,7 @@ const summary = {
     'broker JVM pinned to one core (taskset), every client process to the other; clients interleaved in rounds; ' +
     'each ratio computed within a round, reported as the median of the rounds with min and max. Producer and ' +
     'consumer client ratios are by CPU time per message of the client process (process.cpuUsage over the timed ' +
-    'window), other over Kafkit, higher is better for Kafkit; keyParallel, retry, sink and outbox ratios are by throughput.',
+    'window), other over Kafkit, higher is better for Kafkit; keyParallel, retry, sink, outbox and stage ratios are by throughput.',
   basis: Object.fromEntries(Object.entries(TARGETS).map(([key, t]) => [key, t.basis])),
   placement: kafka.placement,
   machine: machineFacts(loadBefore),

@@ -62,6 +62,18 @@ export const TARGETS: Record<string, Target> = {
     better: 'higher',
     basis:
       "rows/s of the outbox relay draining a filled table over msgs/s of Kafkit's Producer sending the same events (sendBatch, 5 chunks in flight), each after its first batch, per round"
+  },
+  'stage.exactlyOnce/atLeastOnce': {
+    target: 0.7,
+    better: 'higher',
+    basis:
+      'records/s of an exactly-once Stage over an at-least-once Stage, the same inputs and transform (one output per input), each after 1,000 inputs until the last settled, per round'
+  },
+  'stage.atLeastOnce/raw': {
+    target: 0.85,
+    better: 'higher',
+    basis:
+      "records/s of an at-least-once Stage over the raw client's consume + produce loop (batched sends, offsets committed once acknowledged), the same inputs and transform, per round"
   }
 }
 
