@@ -17,6 +17,7 @@ import { positionOf, publishHandlerEvent } from '../handling/diagnostics.ts'
 import { PermanentError, TransientError } from '../handling/errors.ts'
 import type { ConsumedMessage, HandlerContext, MessageHandler } from '../handling/types.ts'
 import { isTransientPostgresError } from './postgres-writer.ts'
+import { inPoolTransaction } from './pool-transaction.ts'
 import { quoteIdent, quoteQualified } from './sql-text.ts'
 
 export interface InboxInit<V = unknown> {
@@ -94,38 +95,24 @@ export class Inbox<V = unknown> {
         )
       }
       const scope = this.#scopeOf(context)
-      const tx = await this.#database(() => this.#pool.connect())
-      let broken: Error | undefined
-      // A connection cut while checked out emits 'error' on the client: keep it from crashing the process.
-      const onError = (error: Error) => {
-        broken = error
-      }
-      tx.on('error', onError)
-      try {
-        await this.#database(() => tx.query('BEGIN'))
-        const inserted = await this.#database(() =>
-          tx.query(
-            `INSERT INTO ${this.#tableSql} (scope, event_id, topic, partition, "offset") VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT DO NOTHING`,
-            [scope, id, message.topic, message.partition, message.offset.toString()]
+      let duplicate = false
+      await inPoolTransaction(
+        this.#pool,
+        async tx => {
+          const inserted = await this.#database(() =>
+            tx.query(
+              `INSERT INTO ${this.#tableSql} (scope, event_id, topic, partition, "offset") VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT DO NOTHING`,
+              [scope, id, message.topic, message.partition, message.offset.toString()]
+            )
           )
-        )
-        if (inserted.rowCount === 0) {
-          await this.#database(() => tx.query('ROLLBACK'))
-          publishHandlerEvent(() => ({ type: 'duplicate', ...positionOf(message, context.groupId), id }))
-          return
-        }
-        await handle(message, tx, context)
-        await this.#database(() => tx.query('COMMIT'))
-      } catch (error) {
-        await tx.query('ROLLBACK').catch((rollbackError: unknown) => {
-          broken = rollbackError as Error
-        })
-        throw error
-      } finally {
-        tx.off('error', onError)
-        tx.release(broken)
-      }
+          // Applied before: the transaction wrote nothing, and its commit changes nothing.
+          duplicate = inserted.rowCount === 0
+          if (!duplicate) await handle(message, tx, context)
+        },
+        statement => this.#database(statement)
+      )
+      if (duplicate) publishHandlerEvent(() => ({ type: 'duplicate', ...positionOf(message, context.groupId), id }))
     }
   }
 

@@ -12,6 +12,7 @@ import type { Pool, PoolClient } from 'pg'
 import { ConfigError } from '../errors/kafkit-error.ts'
 import { InvalidMessageError } from '../message/builder.ts'
 import { newEventId } from '../message/uuid.ts'
+import { inPoolTransaction } from './pool-transaction.ts'
 import { createOutboxTable, outboxNames, type OutboxNames, type Queryable } from './outbox-schema.ts'
 
 /** One event, CloudEvents-shaped: `id`, `source`, `type`, `time`, `dataContentType`, `data`. */
@@ -127,29 +128,8 @@ export class Outbox {
    * Runs `work` in a transaction on a client of the pool and commits (or rolls back when it throws):
    * `outbox.transaction(async tx => { await tx.query(...); await outbox.add(tx, event) })`.
    */
-  async transaction<T>(work: (tx: PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.#requirePool('transaction').connect()
-    let broken: Error | undefined
-    // A connection cut while checked out emits 'error' on the client: without a listener that would
-    // crash the process. The statement in flight fails too, and the client is discarded.
-    const onError = (error: Error) => {
-      broken = error
-    }
-    client.on('error', onError)
-    try {
-      await client.query('BEGIN')
-      const result = await work(client)
-      await client.query('COMMIT')
-      return result
-    } catch (error) {
-      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-        broken = rollbackError as Error
-      })
-      throw error
-    } finally {
-      client.off('error', onError)
-      client.release(broken)
-    }
+  transaction<T>(work: (tx: PoolClient) => Promise<T>): Promise<T> {
+    return inPoolTransaction(this.#requirePool('transaction'), work)
   }
 
   #row(event: OutboxEvent, index: number): unknown[] {
