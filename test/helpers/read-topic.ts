@@ -44,3 +44,9 @@ export async function readTopic(
   }
   return messages
 }
+
+/** A header of a record read back, as text ('' when absent). */
+export function headerOf(record: { headers: Map<Buffer, Buffer> }, name: string): string {
+  for (const [key, value] of record.headers) if (key.toString() === name) return value.toString()
+  return ''
+}

@@ -12,7 +12,7 @@ import { startKafka, stopKafka, stopNode, type LocalKafkaCluster } from '../../.
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { databaseUrl } from '../../helpers/env.ts'
 import { TEST_PORTS } from '../../helpers/ports.ts'
-import { readTopic } from '../../helpers/read-topic.ts'
+import { headerOf, readTopic } from '../../helpers/read-topic.ts'
 import { restartWhenPortFree } from '../../helpers/restart-nodes.ts'
 import { waitFor } from '../../helpers/wait.ts'
 
@@ -79,7 +79,7 @@ test(
     await waitFor(() => relay.health.published >= 300, 120_000, 'every row published after the restart')
     await waitFor(() => relay.health.state === 'leading', 30_000, 'the relay to lead again')
     const records = await readTopic(brokers, topic, 300, { quietMs: 1000 })
-    const published = new Set(records.map(record => eventIdOf(record.headers)))
+    const published = new Set(records.map(record => headerOf(record, 'event-id')))
     t.diagnostic(`records ${records.length}, states ${states.join(' > ')}`)
     assert.deepEqual(
       committed.filter(id => !published.has(id)),
@@ -88,8 +88,3 @@ test(
     )
   }
 )
-
-function eventIdOf(headers: Map<Buffer, Buffer>): string {
-  for (const [key, value] of headers) if (key.toString() === 'event-id') return value.toString()
-  return ''
-}

@@ -19,7 +19,7 @@ import { OutboxRelay, type OutboxRelayState } from '../../../src/postgres/outbox
 import { Producer } from '../../../src/producer/producer.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers, databaseUrl } from '../../helpers/env.ts'
-import { readTopic } from '../../helpers/read-topic.ts'
+import { headerOf, readTopic } from '../../helpers/read-topic.ts'
 import { sleep, waitFor } from '../../helpers/wait.ts'
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
@@ -94,7 +94,7 @@ test('the relay rides through a PostgreSQL restart: waits, resumes, publishes ev
     ((await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)).rows[0] as { n: number }).n
   await waitFor(async () => (await unpublished()) === 0, 60_000, 'the outbox to drain')
   const records = await readTopic(brokers, topic, committed.size, { quietMs: 1000 })
-  const published = new Set(records.map(record => eventIdOf(record.headers)))
+  const published = new Set(records.map(record => headerOf(record, 'event-id')))
   const lost = [...committed].filter(id => !published.has(id))
   t.diagnostic(`committed ${committed.size}, records ${records.length}, states ${states.join(' > ')}`)
   assert.ok(states.includes('waiting-for-database'), 'the restart showed in the health state')
@@ -158,8 +158,3 @@ test('an inbox consumer rides through a PostgreSQL restart: each event applied e
   const result = await applied()
   assert.equal(result.rows, count, 'each event applied exactly once')
 })
-
-function eventIdOf(headers: Map<Buffer, Buffer>): string {
-  for (const [key, value] of headers) if (key.toString() === 'event-id') return value.toString()
-  return ''
-}

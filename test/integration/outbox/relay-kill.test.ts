@@ -15,7 +15,7 @@ import pg from 'pg'
 import { Outbox } from '../../../src/postgres/outbox.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers, databaseUrl } from '../../helpers/env.ts'
-import { readTopic } from '../../helpers/read-topic.ts'
+import { headerOf, readTopic } from '../../helpers/read-topic.ts'
 import { sleep, waitFor } from '../../helpers/wait.ts'
 
 const rows = Number(process.env.OUTBOX_KILL_ROWS ?? 50_000)
@@ -195,11 +195,6 @@ test(`relays SIGKILLed ${kills} times while ${writers} writers commit ${rows} ou
   assert.equal(outOfOrder, 0, 'each key in commit order (first copies)')
   assert.ok(skippedByNaive.length > 0, 'the control (`id > last_seen`) skipped rows in the same run')
 })
-
-function headerOf(record: { headers: Map<Buffer, Buffer> }, name: string): string {
-  for (const [key, value] of record.headers) if (key.toString() === name) return value.toString()
-  return ''
-}
 
 /** Records of one key share a partition; the first copy's offset orders them. */
 function recordsOffset(records: { offset: bigint }[], firstIndex: Map<string, number>, eventId: string): bigint {
