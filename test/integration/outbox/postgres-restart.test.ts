@@ -5,10 +5,7 @@
  * cut and applies each event exactly once.
  */
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { readdirSync } from 'node:fs'
 import { test } from 'node:test'
-import { promisify } from 'node:util'
 import pg from 'pg'
 import { Consumer } from '../../../src/consumer/consumer.ts'
 import { message } from '../../../src/message/builder.ts'
@@ -20,33 +17,10 @@ import { Producer } from '../../../src/producer/producer.ts'
 import { createTestTopic, uniqueName } from '../../../src/testing/topics.ts'
 import { bootstrapServers, databaseUrl } from '../../helpers/env.ts'
 import { headerOf, readTopic } from '../../helpers/read-topic.ts'
+import { restartPostgres } from '../../helpers/postgres.ts'
 import { sleep, waitFor } from '../../helpers/wait.ts'
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
-const run = promisify(execFile)
-
-/** Restarts the machine's PostgreSQL cluster and waits until it answers again. */
-async function restartPostgres(): Promise<void> {
-  const version = readdirSync('/etc/postgresql')[0] as string
-  await run('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', 'restart'])
-  await waitFor(
-    async () => {
-      const client = new pg.Client({ connectionString: databaseUrl() })
-      try {
-        await client.connect()
-        await client.query('SELECT 1')
-        return true
-      } catch {
-        return false
-      } finally {
-        await client.end().catch(() => undefined)
-      }
-    },
-    30_000,
-    'PostgreSQL to accept connections after the restart'
-  )
-}
-
 function tableName(prefix: string): string {
   return uniqueName(prefix)
     .replaceAll(/[^A-Za-z0-9_]/g, '_')

@@ -6,11 +6,8 @@
  * once the server is back the lag returns to 0.
  */
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
-import { readdirSync } from 'node:fs'
 import { test } from 'node:test'
 import { Admin } from '@platformatic/kafka'
-import pg from 'pg'
 import { parseDeadLetterHeaders } from '../../../src/handling/dead-letter.ts'
 import { PostgresWriter } from '../../../src/postgres/postgres-writer.ts'
 import { Sink } from '../../../src/sink/sink.ts'
@@ -28,6 +25,7 @@ import {
 } from '../../fixtures/sink/log-events.ts'
 import { createTestSchema } from './postgres-schema.ts'
 import { eventually } from '../../helpers/wait.ts'
+import { postgresCluster, postgresReady } from '../../helpers/postgres.ts'
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} }
 
@@ -285,25 +283,6 @@ test('exactly-once sink: resumes from the offsets stored in Postgres, no duplica
   assert.ok(await eventually(async () => (await sink.lag()) === 0, 20_000), 'lag returns to 0')
   await sink.stop()
 })
-
-function postgresCluster(action: 'start' | 'stop'): void {
-  const version = readdirSync('/etc/postgresql')[0]
-  if (!version) throw new Error('no PostgreSQL cluster in /etc/postgresql')
-  execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', action], { stdio: 'ignore' })
-}
-
-async function postgresReady(): Promise<boolean> {
-  const client = new pg.Client({ connectionString: databaseUrl() })
-  try {
-    await client.connect()
-    await client.query('SELECT 1')
-    return true
-  } catch {
-    return false
-  } finally {
-    await client.end().catch(() => undefined)
-  }
-}
 
 test('database outage: the breaker opens, nothing is committed or lost, and the sink catches up', async t => {
   const brokers = bootstrapServers()
