@@ -53,12 +53,12 @@ import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { parseArgs } from 'node:util'
 import pg from 'pg'
 import { newEventId } from '../../src/message/uuid.ts'
 import { Outbox, type OutboxEvent } from '../../src/postgres/outbox.ts'
 import { selectUnpublished } from '../../src/postgres/outbox-round.ts'
 import { createTestTopic } from '../../src/testing/topics.ts'
+import { numericSettings } from '../lib/settings.ts'
 import { machineFacts } from '../lib/cpus.ts'
 import { benchKafka, CLIENT_CPU, PINNING } from '../lib/pinning.ts'
 import { codeState, entry, median, printTargets, spread, toJson, type TargetEntry } from '../lib/targets.ts'
@@ -77,17 +77,7 @@ const flagNames = [
   'latency-rate',
   'latency-seconds'
 ]
-const { values: flags } = parseArgs({
-  options: Object.fromEntries(flagNames.map(name => [name, { type: 'string' as const }]))
-})
-function setting(flag: string, fallback: number): number {
-  const env = flag.toUpperCase().replaceAll('-', '_')
-  const text = flags[flag] ?? process.env[env]
-  const value = Number(text ?? fallback)
-  if (!Number.isFinite(value) || value < 0)
-    throw new Error(`--${flag} (${env}): got ${String(text)}, expected a number`)
-  return value
-}
+const setting = numericSettings(flagNames)
 const EVENTS = setting('events', 20_000)
 const ROUNDS = setting('rounds', 5)
 const WRITERS = setting('writers', 4)

@@ -50,9 +50,9 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { parseArgs } from 'node:util'
 import { Admin, Producer } from '@platformatic/kafka'
 import { uniqueName } from '../../src/testing/topics.ts'
+import { numericSettings } from '../lib/settings.ts'
 import { machineFacts } from '../lib/cpus.ts'
 import { benchKafka, CLIENT_CPU, PINNING } from '../lib/pinning.ts'
 import { codeState, entry, median, printTargets, spread, toJson, type TargetEntry } from '../lib/targets.ts'
@@ -60,17 +60,7 @@ import type { ClientConfig, ClientResult, RawSettings, Side, StageSettings, Tran
 import { keyOf, orderLine } from './records.ts'
 
 const flagNames = ['records', 'rounds', 'partitions', 'keys', 'warmup']
-const { values: flags } = parseArgs({
-  options: Object.fromEntries(flagNames.map(name => [name, { type: 'string' as const }]))
-})
-function setting(flag: string, fallback: number): number {
-  const env = flag.toUpperCase().replaceAll('-', '_')
-  const text = flags[flag] ?? process.env[env]
-  const value = Number(text ?? fallback)
-  if (!Number.isFinite(value) || value < 0)
-    throw new Error(`--${flag} (${env}): got ${String(text)}, expected a number`)
-  return value
-}
+const setting = numericSettings(flagNames)
 const RECORDS = setting('records', 100_000)
 const ROUNDS = setting('rounds', 5)
 const PARTITIONS = setting('partitions', 6)
