@@ -64,6 +64,17 @@ export class Stage<I = unknown, O = unknown> extends EventEmitter<ConsumerEvents
       ...(outputTopic === undefined ? {} : { outputTopic }),
       ...(transaction === undefined ? {} : { transaction })
     })
+    if (
+      this.config.delivery === 'exactly-once' &&
+      (consumerInit.groupProtocol === 'consumer' ||
+        consumerInit.middleware !== undefined ||
+        consumerInit.retry !== undefined)
+    ) {
+      throw new ConfigError(
+        'stage: delivery exactly-once needs the classic group protocol (its offsets go into transactions with the generation of the group), and takes no middleware (wrap the transform instead) and no retry tiers (a tier is a topic of its own, outside the transaction: use in-place retries, maxRetries, or at-least-once)',
+        { details: { component: 'stage', key: 'delivery' } }
+      )
+    }
     const producerInit: ProducerInit<O> = {
       // Every input (or transaction) waits for its outputs' acknowledgement: a linger only adds latency.
       lingerMs: 0,
@@ -100,12 +111,6 @@ export class Stage<I = unknown, O = unknown> extends EventEmitter<ConsumerEvents
     transform: StageTransform<I, O>,
     producerInit: ProducerInit<O>
   ): Consumer<I> {
-    if (consumerInit.groupProtocol === 'consumer' || consumerInit.middleware !== undefined) {
-      throw new ConfigError(
-        'stage: delivery exactly-once needs the classic group protocol (its offsets go into transactions with the generation of the group) and takes no middleware (wrap the transform instead)',
-        { details: { component: 'stage', key: 'delivery' } }
-      )
-    }
     const { maxRecords, maxMs, stableWaitMs } = this.config.transaction
     const consumer: Consumer<I> = new Consumer<I>({
       isolationLevel: 'read_committed',
