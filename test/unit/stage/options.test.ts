@@ -5,15 +5,16 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { isKafkitError } from '../../../src/errors/kafkit-error.ts'
-import { Stage } from '../../../src/stage/stage.ts'
+import { Stage, type StageInit } from '../../../src/stage/stage.ts'
 
 const base = { brokers: ['127.0.0.1:1'], groupId: 'g', topics: ['in'], env: {}, transform: () => null }
 
-for (const [what, extra] of [
+const refused: [string, Partial<StageInit>][] = [
   ['retry tiers', { retry: { tiers: ['1s'] } }],
   ['middleware', { middleware: [] }],
-  ['the consumer group protocol', { groupProtocol: 'consumer' as const }]
-] as const) {
+  ['the consumer group protocol', { groupProtocol: 'consumer' }]
+]
+for (const [what, extra] of refused) {
   test(`exactly-once refuses ${what} at construction`, () => {
     assert.throws(
       () => new Stage({ ...base, ...extra, delivery: 'exactly-once' }),
