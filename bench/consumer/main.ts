@@ -38,6 +38,7 @@ import { execFile } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { loadavg } from 'node:os'
+import { committedRecords } from '../lib/offsets.ts'
 import { machineFacts } from '../lib/cpus.ts'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -142,17 +143,6 @@ async function fill(topic: string, partitions: number, total: number): Promise<n
     `filled ${topic}: ${sum} records in ${((performance.now() - started) / 1000).toFixed(1)} s, per partition ${ends.join(', ')}`
   )
   return ends
-}
-
-/** Records of `topic` covered by `group`'s committed offsets. */
-async function committedRecords(group: string, topic: string, ends: number[]): Promise<number> {
-  const [listed] = await admin.listConsumerGroupOffsets({ groups: [group] })
-  const committed = new Map<number, number>()
-  for (const t of listed?.topics ?? []) {
-    if (t.name !== topic) continue
-    for (const p of t.partitions) committed.set(p.partitionIndex, Math.max(0, Number(p.committedOffset)))
-  }
-  return ends.reduce((n, end, partition) => n + Math.min(end, committed.get(partition) ?? 0), 0)
 }
 
 function nodeClient(client: string, topic: string, ends: number[], group: string, delayMs: number, maxSeconds: number) {
@@ -262,7 +252,7 @@ try {
           continue
         }
         // Handled but not covered by the group's commits (0 for a client that commits what it handled).
-        const left = Math.max(0, result.messages - (await committedRecords(group, topic, ends)))
+        const left = Math.max(0, result.messages - (await committedRecords(admin, group, topic, ends)))
         runs.push({ ...result, workload, round, uncommitted: left })
         const memory = result.peakMemoryMb
         const rss =

@@ -52,6 +52,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Admin, Producer } from '@platformatic/kafka'
 import { uniqueName } from '../../src/testing/topics.ts'
+import { committedRecords } from '../lib/offsets.ts'
 import { numericSettings } from '../lib/settings.ts'
 import { machineFacts } from '../lib/cpus.ts'
 import { benchKafka, CLIENT_CPU, PINNING } from '../lib/pinning.ts'
@@ -166,17 +167,6 @@ async function fill(total: number): Promise<{ topic: string; ends: number[]; sec
   return { topic, ends, seconds: (performance.now() - started) / 1000 }
 }
 
-/** Inputs covered by the group's committed offsets (at most each partition's end). */
-async function committedInputs(group: string, topic: string, ends: number[]): Promise<number> {
-  const [listed] = await admin.listConsumerGroupOffsets({ groups: [group] })
-  const committed = new Map<number, number>()
-  for (const t of listed?.topics ?? []) {
-    if (t.name !== topic) continue
-    for (const p of t.partitions) committed.set(p.partitionIndex, Math.max(0, Number(p.committedOffset)))
-  }
-  return ends.reduce((n, end, partition) => n + Math.min(end, committed.get(partition) ?? 0), 0)
-}
-
 /** A client process (client.ts) under taskset on the client core; resolves with its last line. */
 async function runSide(config: ClientConfig): Promise<ClientResult> {
   const extra = process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []
@@ -222,7 +212,7 @@ async function oneSide(side: Side, input: string, ends: number[]): Promise<Run> 
       stage: side === 'raw' ? {} : STAGE[side],
       raw: RAW
     })
-    const committed = await committedInputs(group, input, ends)
+    const committed = await committedRecords(admin, group, input, ends)
     const outputOffsets = (await endOffsets(output)).reduce((a, b) => a + b, 0)
     return { ...result, committed, outputOffsets }
   } finally {
